@@ -155,7 +155,16 @@ def resolve(anatomy: Anatomy, spec: TargetSpec) -> Resolution:
         chosen = [m for m in candidates if m.name in targets or any(m.name.endswith("." + t) for t in targets)]
         peft_targets = list(targets)
 
-    if spec.layers_to_transform is not None and not (isinstance(targets, str) and targets.lower() != ALL_LINEAR):
+    if spec.layers_to_transform is not None:
+        if isinstance(targets, str) and targets.lower() != ALL_LINEAR:
+            # PEFT ignores layers for a regex and refuses the combination outright.
+            raise TargetError(
+                "layers_to_transform cannot be combined with a regex target (PEFT refuses it)",
+                "put the layer numbers into the regex, or give target names instead",
+            )
+        if peft_targets == ALL_LINEAR:
+            # PEFT refuses all-linear + layers_to_transform; the same modules as explicit names work.
+            peft_targets = minimal_suffixes(anatomy, chosen)
         keep = set(spec.layers_to_transform)
         chosen = [m for m in chosen if _layer_of(m.name, spec.layers_pattern) in keep]
         if not chosen:

@@ -52,4 +52,4 @@ def write_atomic(path: Path, text: str) -> None:
 
 def warn_lines(warnings: list[str]) -> None:
     for w in warnings:
-        err_console.print(f"[yellow]warning:[/] {w}", highlight=False)
+        err_console.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
