@@ -1,0 +1,30 @@
+"""A seeded, deterministic train/validation split."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from typing import TypeVar
+
+from loratune.errors import DataError
+
+T = TypeVar("T")
+
+
+def split_train_val(items: Sequence[T], *, val_fraction: float = 0.1, seed: int = 0) -> tuple[list[T], list[T]]:
+    """Shuffle indices with ``seed`` and cut off ``val_fraction`` (at least one item when ``len >= 2``).
+
+    Both halves keep the source order, so the split of a file does not depend on anything but the seed.
+    """
+    if not 0.0 <= val_fraction < 1.0:
+        raise DataError(f"validation fraction must be in [0, 1), got {val_fraction}", "pass e.g. --val-fraction 0.1")
+    n = len(items)
+    if n < 2 or val_fraction == 0.0:
+        return list(items), []
+    n_val = min(n - 1, max(1, round(n * val_fraction)))
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    val_idx = set(order[:n_val])
+    train = [x for i, x in enumerate(items) if i not in val_idx]
+    val = [x for i, x in enumerate(items) if i in val_idx]
+    return train, val
