@@ -10,6 +10,7 @@ from loratune.cli.budget_cmd import budget
 from loratune.cli.common import err_console
 from loratune.cli.inspect_cmd import inspect
 from loratune.cli.models_cmd import models
+from loratune.cli.recommend_cmd import recommend_cmd
 from loratune.errors import LoratuneError
 
 app = typer.Typer(
@@ -22,6 +23,7 @@ app = typer.Typer(
 app.command()(models)
 app.command()(inspect)
 app.command()(budget)
+app.command("recommend")(recommend_cmd)
 
 
 def main() -> None:

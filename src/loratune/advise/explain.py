@@ -1,0 +1,94 @@
+"""The record every rule returns: a value, the rule that produced it, its inputs and its source.
+
+Where the seed documents and the literature disagree, ``alternative`` holds the other side's value
+and source, and ``note`` says which one loratune follows and why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+# Sources, cited next to every rule. Seed files: 000 = "LoRA 하이퍼파라미터 선정 가이드",
+# 003 = "Chapter 12: 고급 LoRA 기법" (/work/shared/seeds/).
+SEED_TASK = "seed 000 §1.2 기준 1 (task complexity)"
+SEED_DATA = "seed 000 §1.2 기준 2 (dataset size)"
+SEED_CH12 = "seed 003 §4.1 recommend_rank()"
+SEED_MODEL = "seed 000 §1.2 기준 3 (model size)"
+SEED_VRAM = "seed 000 §1.2 기준 4 (VRAM)"
+SEED_ALPHA = "seed 000 §2.2 규칙 1 (alpha = 2r)"
+SEED_ALPHA_LR = "seed 000 §2.3 (alpha/LR pairs)"
+SEED_TARGETS = "seed 000 §3.2–3.3 (module names, strategies)"
+SEED_PRESETS = "seed 000 §4.1 (scenarios)"
+SEED_MEMORY = "seed 000 실전 팁 '메모리 부족 시'"
+SEED_QUICK = "seed 000 실전 팁 '빠른 시작'"
+SEED_RESULT = "seed 000 §5.1 (measured run)"
+SEED_DORA = "seed 003 §2, §6 (DoRA as default)"
+SEED_ADALORA = "seed 003 §3.2 (AdaLoraConfig example)"
+SEED_LAYERS = "seed 003 §5 (later layers only)"
+
+LORA = "LoRA arXiv:2106.09685"
+QLORA = "QLoRA arXiv:2305.14314"
+LEARNS_LESS = "LoRA Learns Less and Forgets Less arXiv:2405.09673"
+WITHOUT_REGRET = "LoRA Without Regret (Thinking Machines, 2025)"
+EXPRESSIVE = "Expressive Power of LoRA arXiv:2310.17513"
+RSLORA = "rsLoRA arXiv:2312.03732"
+DORA = "DoRA arXiv:2402.09353"
+LR_MATTERS = "Learning Rate Matters arXiv:2602.04998"
+ADALORA = "AdaLoRA arXiv:2303.10512"
+PEFT_ADALORA = "peft/tuners/adalora/config.py (AdaLoraConfig)"
+LORATUNE = "loratune default"
+
+
+@dataclass(frozen=True)
+class Alternative:
+    """The other side's value where seed and literature disagree."""
+
+    value: Any
+    rule: str
+    source: str
+
+
+@dataclass(frozen=True)
+class Explanation:
+    param: str
+    value: Any
+    rule: str
+    source: str
+    inputs: dict[str, Any] = field(default_factory=dict)
+    alternative: Alternative | None = None
+    note: str = ""  # which side loratune follows and why; or what a later step changed
+
+    def with_value(self, value: Any, why: str) -> Explanation:
+        """The same explanation after a later step (the VRAM fit) changed the value."""
+        note = f"{self.note} {why}".strip()
+        return replace(self, value=value, note=note)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "param": self.param,
+            "value": self.value,
+            "rule": self.rule,
+            "source": self.source,
+            "inputs": dict(self.inputs),
+            "alternative": None
+            if self.alternative is None
+            else {"value": self.alternative.value, "rule": self.alternative.rule, "source": self.alternative.source},
+            "note": self.note,
+        }
+
+
+def disagreement(
+    param: str,
+    followed: Explanation,
+    other: Explanation,
+    why: str,
+) -> Explanation:
+    """``followed`` with ``other`` attached as the alternative when their values differ."""
+    if followed.value == other.value:
+        return followed
+    return replace(
+        followed,
+        alternative=Alternative(other.value, other.rule, other.source),
+        note=f"{followed.note} {why}".strip(),
+    )

@@ -1,0 +1,152 @@
+"""Fit a recommended config into the user's VRAM, changing it in a stated order, each step listed.
+
+Order (seed 000 실전 팁 '메모리 부족 시'): 1. lower r (8 → 4), 2. fewer modules (attention + FFN →
+attention → q + v), 3. smaller batch; then the literature's two levers: 4. gradient checkpointing
+[Chen et al. 1604.06174; 2205.05198 §4], 5. a 4-bit NF4 base [QLoRA 2305.14314]. Once it fits,
+quality cuts that the later steps made unnecessary are given back (modules first, then r), so a
+4-bit base does not leave r=4 q+v behind when r=16 on every module fits too. When nothing fits,
+the smallest config's memory is the minimum VRAM that would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+from loratune.advise import explain as S
+from loratune.errors import LoratuneError
+from loratune.units import fmt_bytes
+
+R_FLOOR = 4  # the seed's smallest rank (메모리 제약 preset, "r 감소 (8 → 4)")
+_LADDER = ("all", "attention", "qv")
+
+
+@dataclass(frozen=True)
+class Knobs:
+    """What the fit may change."""
+
+    r: int
+    strategy: str  # "all" | "attention" | "qv" (advise/modules.py), or "custom" (never changed)
+    targets: tuple[str, ...]
+    micro_batch: int
+    grad_accum: int
+    grad_checkpointing: bool = False
+    quant: str = "none"  # "none" | "4bit" (budget/memory.py QUANTS)
+
+
+@dataclass(frozen=True)
+class FitStep:
+    action: str
+    change: str
+    total_bytes: int
+    fits: bool
+    source: str
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "action": self.action,
+            "change": self.change,
+            "total_bytes": self.total_bytes,
+            "fits": self.fits,
+            "source": self.source,
+        }
+
+
+@dataclass
+class FitOutcome:
+    knobs: Knobs
+    total_bytes: int
+    fits: bool
+    start_bytes: int
+    steps: list[FitStep] = field(default_factory=list)
+    minimum_vram_bytes: int | None = None  # set when nothing fits
+
+
+Measure = Callable[[Knobs], int]
+TargetsFor = Callable[[str], tuple[str, ...]]
+
+
+def fit_to_vram(start: Knobs, vram_bytes: int, measure: Measure, targets_for: TargetsFor) -> FitOutcome:
+    """Apply the stated steps until ``measure(knobs) <= vram_bytes``; ``targets_for(strategy)`` names
+    the modules of a narrower strategy (it may raise a LoratuneError when the model has none)."""
+    cur, total = start, measure(start)
+    out = FitOutcome(start, total, total <= vram_bytes, total)
+
+    def step(new: Knobs, action: str, change: str, source: str) -> bool:
+        nonlocal cur, total
+        cur, total = new, measure(new)
+        out.steps.append(FitStep(action, change, total, total <= vram_bytes, source))
+        return total <= vram_bytes
+
+    done = total <= vram_bytes
+    # 1. lower r
+    while not done and cur.r > R_FLOOR:
+        r2 = max(R_FLOOR, cur.r // 2)
+        done = step(replace(cur, r=r2), "lower r", f"r {cur.r} → {r2} (alpha scaled with it)", S.SEED_MEMORY)
+    # 2. fewer modules
+    while not done and cur.strategy in _LADDER[:-1]:
+        nxt = _LADDER[_LADDER.index(cur.strategy) + 1]
+        try:
+            names = targets_for(nxt)
+        except LoratuneError:
+            break
+        if names == cur.targets:
+            cur = replace(cur, strategy=nxt)
+            continue
+        done = step(
+            replace(cur, strategy=nxt, targets=names),
+            "fewer modules",
+            f"{cur.strategy} → {nxt}: {', '.join(names)}",
+            S.SEED_MEMORY,
+        )
+    # 3. smaller batch, keeping the effective batch through gradient accumulation
+    while not done and cur.micro_batch > 1:
+        b2 = cur.micro_batch // 2
+        done = step(
+            replace(cur, micro_batch=b2, grad_accum=cur.grad_accum * 2),
+            "smaller batch",
+            f"micro-batch {cur.micro_batch} → {b2}, gradient accumulation {cur.grad_accum} → {cur.grad_accum * 2}",
+            S.SEED_MEMORY,
+        )
+    # 4. gradient checkpointing
+    if not done and not cur.grad_checkpointing:
+        done = step(
+            replace(cur, grad_checkpointing=True),
+            "gradient checkpointing",
+            "on: keep one input per layer, recompute the rest (≈ +30 % step time)",
+            "Chen et al. arXiv:1604.06174; arXiv:2205.05198 §4",
+        )
+    # 5. 4-bit base
+    if not done and cur.quant != "4bit":
+        done = step(replace(cur, quant="4bit"), "4-bit base", "NF4 frozen weights (QLoRA)", S.QLORA)
+
+    if done:
+        # Give back quality cuts that the later steps made unnecessary: widest modules first, then r.
+        if start.strategy in _LADDER and cur.strategy != start.strategy:
+            for wider in _LADDER[_LADDER.index(start.strategy) : _LADDER.index(cur.strategy)]:
+                trial = replace(
+                    cur, strategy=wider, targets=start.targets if wider == start.strategy else targets_for(wider)
+                )
+                if measure(trial) <= vram_bytes:
+                    step(trial, "give back modules", f"{cur.strategy} → {wider} still fits", S.LORATUNE)
+                    break
+        r = cur.r
+        while r < start.r and measure(replace(cur, r=min(start.r, r * 2))) <= vram_bytes:
+            r = min(start.r, r * 2)
+        if r != cur.r:
+            step(replace(cur, r=r), "give back r", f"r {cur.r} → {r} still fits", S.LORATUNE)
+    out.knobs, out.total_bytes, out.fits = cur, total, total <= vram_bytes
+    if not out.fits:
+        out.minimum_vram_bytes = total
+    return out
+
+
+def describe_outcome(out: FitOutcome, vram_bytes: int) -> str:
+    if not out.steps:
+        return f"fits in {fmt_bytes(vram_bytes)} as recommended ({fmt_bytes(out.total_bytes)})"
+    if out.fits:
+        return f"fits in {fmt_bytes(vram_bytes)} after {len(out.steps)} step(s): {fmt_bytes(out.total_bytes)}"
+    return (
+        f"does not fit in {fmt_bytes(vram_bytes)} even after every step; the smallest config needs "
+        f"{fmt_bytes(out.total_bytes)} — that is the minimum VRAM (or shorten --seq-len)"
+    )

@@ -1,0 +1,142 @@
+"""``loratune recommend MODEL``: a complete LoRA config, every value with its rule and source."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from loratune.advise import GOALS, METHOD_CHOICES, PRESETS, RULE_SETS, AdviceInputs, Recommendation, recommend
+from loratune.advise.datasize import count_data
+from loratune.advise.tasks import TASK_CLASSES
+from loratune.cli.common import JsonOpt, ModelArg, console, err_console, print_json, warn_lines, write_atomic
+from loratune.errors import ConfigError
+from loratune.export import FORMATS, export_config
+from loratune.models import load_anatomy, resolve_source
+from loratune.units import fmt_bytes, fmt_count, parse_bytes, parse_int_list
+
+
+def _choice(value: str | None, allowed: tuple[str, ...] | list[str], option: str) -> None:
+    if value is not None and value not in allowed:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(allowed)}", param_hint=option)
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        return f"{v:g}"
+    if isinstance(v, list):
+        return ", ".join(str(x) for x in v) if len(v) <= 12 else f"{v[0]}–{v[-1]} ({len(v)})"
+    return str(v)
+
+
+def recommend_cmd(
+    model: ModelArg,
+    task: Annotated[
+        str | None,
+        typer.Option("--task", help=f"One of {', '.join(TASK_CLASSES)}, or free text (mapped, mapping shown)."),
+    ] = None,
+    dataset_size: Annotated[int | None, typer.Option("--dataset-size", help="Number of training examples.")] = None,
+    data: Annotated[
+        str | None, typer.Option("--data", help="Dataset file to count examples and tokens (or 'demo').")
+    ] = None,
+    vram: Annotated[str | None, typer.Option("--vram", help="GPU memory to fit, e.g. 8GB, 24GiB.")] = None,
+    goal: Annotated[str, typer.Option("--goal", help=f"One of {', '.join(GOALS)}.")] = "balanced",
+    protect_knowledge: Annotated[
+        bool, typer.Option("--protect-knowledge", help="Forgetting matters: guard the base model's knowledge.")
+    ] = False,
+    preset: Annotated[str | None, typer.Option("--preset", help=f"The seed's scenarios: {', '.join(PRESETS)}.")] = None,
+    rules: Annotated[
+        str, typer.Option("--rules", help="seed, literature, or combined (both shown where they differ).")
+    ] = "combined",
+    method: Annotated[str, typer.Option("--method", help=f"One of {', '.join(METHOD_CHOICES)}.")] = "auto",
+    layers: Annotated[str | None, typer.Option("--layers", help="layers_to_transform: 6-11, 0,2,4 or 20-.")] = None,
+    seq_len: Annotated[int, typer.Option("--seq-len", help="Training sequence length (tokens).")] = 512,
+    export: Annotated[str | None, typer.Option("--export", help=f"Export format: {', '.join(FORMATS)}.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Write the export (or the JSON) to this file.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Recommend r, alpha, modules, dropout, LR, batch and steps — each with its rule and source."""
+    _choice(goal, GOALS, "--goal")
+    _choice(rules, RULE_SETS, "--rules")
+    _choice(method, METHOD_CHOICES, "--method")
+    _choice(export, FORMATS, "--export")
+    if dataset_size is not None and data is not None:
+        raise ConfigError("give --dataset-size or --data, not both", "--data counts the examples itself")
+    anatomy = load_anatomy(resolve_source(model))
+    tokens, note = None, ""
+    if data is not None:
+        counted = count_data(data)
+        dataset_size, tokens, note = counted.examples, counted.approx_tokens, counted.note
+    inputs = AdviceInputs(
+        task=task,
+        dataset_size=dataset_size,
+        dataset_tokens=tokens,
+        tokens_note=note,
+        vram_bytes=parse_bytes(vram) if vram else None,
+        goal=goal,
+        protect_knowledge=protect_knowledge,
+        preset=preset,
+        rules=rules,
+        method=method,
+        layers=tuple(parse_int_list(layers, what="layer range", upper=anatomy.num_layers)) if layers else None,
+        seq_len=seq_len,
+    )
+    rec = recommend(anatomy, inputs)
+    data_dict = rec.to_dict()
+    if export is not None:
+        text = export_config(export, data_dict, model)
+        if out is None:
+            typer.echo(text, nl=False)
+            warn_lines(rec.warnings)
+            return
+        write_atomic(out, text)
+    elif out is not None:
+        write_atomic(out, json.dumps(data_dict, indent=2) + "\n")
+    if json_out:
+        print_json(data_dict)
+    else:
+        _print(rec, data_dict)
+    if out is not None:
+        err_console.print(f"wrote {out}", highlight=False)
+
+
+def _print(rec: Recommendation, d: dict[str, Any]) -> None:
+    console.print(f"[bold]{rec.model}[/] — task {rec.task}, rules: {rec.rules}, method: {rec.method}", highlight=False)
+    table = Table("param", "value", "rule", "source", "other side · why", show_lines=True)
+    for e in rec.explanations:
+        other = ""
+        if e.alternative is not None:
+            other = f"{_fmt(e.alternative.value)} — {e.alternative.rule} [{e.alternative.source}]"
+        other = f"{other}\n{e.note}".strip()
+        table.add_row(*(escape(c) for c in (e.param, _fmt(e.value), e.rule, e.source, other)))
+    console.print(table)
+    console.print(
+        f"trainable: [bold]{fmt_count(rec.trainable_params)}[/] ({rec.trainable_percent:.2f} %); "
+        f"estimated peak memory: [bold]{fmt_bytes(rec.memory['total_bytes'])}[/]"
+        + (f" of {fmt_bytes(rec.memory['vram_bytes'])}" if rec.memory.get("vram_bytes") else ""),
+        highlight=False,
+    )
+    if rec.fit_steps:
+        steps = Table("#", "step", "change", "memory", "fits", title="fit to VRAM (seed order, then give back)")
+        for i, s in enumerate(rec.fit_steps, 1):
+            steps.add_row(
+                str(i), escape(s.action), escape(s.change), fmt_bytes(s.total_bytes), "yes" if s.fits else "no"
+            )
+        console.print(steps)
+    if rec.memory.get("fits") is False:
+        console.print(
+            f"[red]does not fit[/]: the smallest config needs {fmt_bytes(rec.memory['minimum_vram_bytes'])} "
+            "— that is the minimum VRAM (or shorten --seq-len)",
+            highlight=False,
+        )
+    cls = "AdaLoraConfig" if rec.method == "adalora" else "LoraConfig"
+    console.print(escape(f"PEFT: {cls}(**{json.dumps(d['config'])})"), highlight=False, soft_wrap=True)
+    warn_lines(rec.warnings)
