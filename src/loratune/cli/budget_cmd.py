@@ -1,4 +1,5 @@
-"""``loratune budget MODEL --r 8 --targets …``: exact trainable parameters per module, layer, total."""
+"""``loratune budget MODEL --r 8 --targets …``: exact trainable parameters per module, layer, total,
+and the training-memory estimate of one step (``--memory`` for each term, ``--vram 8GB`` to fit)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,21 @@ from rich.table import Table
 
 from loratune.anatomy.targets import TargetSpec, parse_targets
 from loratune.budget import METHODS, AdapterSpec, count_params
+from loratune.budget.fit import FitReport, fit_report
+from loratune.budget.memory import (
+    ATTN_IMPLS,
+    DEVICES,
+    DTYPES,
+    OPTIMIZERS,
+    QUANTS,
+    MemoryEstimate,
+    MemorySettings,
+    estimate_memory,
+)
 from loratune.cli.common import JsonOpt, ModelArg, console, print_json, warn_lines
 from loratune.errors import ConfigError
 from loratune.models import load_anatomy, resolve_source
-from loratune.units import fmt_count, parse_int_list
+from loratune.units import fmt_bytes, fmt_count, parse_bytes, parse_int_list
 
 
 def _pattern(text: str | None, what: str) -> dict[str, int]:
@@ -58,6 +70,22 @@ def budget(
     ] = None,
     embeddings: Annotated[bool, typer.Option("--embeddings", help="Allow embedding layers as targets.")] = False,
     per_module: Annotated[bool, typer.Option("--per-module", help="List every adapted module.")] = False,
+    dropout: Annotated[float, typer.Option("--dropout", help="lora_dropout (p > 0 keeps a copy of x).")] = 0.05,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", help="Micro-batch size [1].")] = None,
+    seq_len: Annotated[int | None, typer.Option("--seq-len", help="Tokens per sequence [512].")] = None,
+    dtype: Annotated[str | None, typer.Option("--dtype", help=f"Base dtype: {', '.join(DTYPES)} [bf16].")] = None,
+    quant: Annotated[str | None, typer.Option("--quant", help=f"Base quantization: {', '.join(QUANTS)}.")] = None,
+    grad_checkpointing: Annotated[
+        bool, typer.Option("--grad-checkpointing", help="Recompute activations in backward.")
+    ] = False,
+    optimizer: Annotated[str | None, typer.Option("--optimizer", help=f"{', '.join(OPTIMIZERS)} [adamw].")] = None,
+    device: Annotated[str | None, typer.Option("--device", help=f"{', '.join(DEVICES)} [cuda].")] = None,
+    attn: Annotated[str | None, typer.Option("--attn", help=f"Attention: {', '.join(ATTN_IMPLS)} [sdpa].")] = None,
+    autocast: Annotated[
+        bool, typer.Option("--autocast", help="Forward under torch.autocast in --dtype (Trainer bf16=True).")
+    ] = False,
+    vram: Annotated[str | None, typer.Option("--vram", help="Does it fit? e.g. 8GB, 24GiB.")] = None,
+    memory: Annotated[bool, typer.Option("--memory", help="Show every memory term.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Count exactly what a LoRA config trains — equal to PEFT's count, without loading weights."""
@@ -79,8 +107,25 @@ def budget(
         rank_pattern=_pattern(rank_pattern, "--rank-pattern"),
         alpha_pattern={k: float(v) for k, v in _pattern(alpha_pattern, "--alpha-pattern").items()},
         target_r=target_r,
+        dropout=dropout,
     )
     pb = count_params(anatomy, spec)
+    explicit = (batch_size, seq_len, dtype, quant, optimizer, device, attn)
+    show_terms = memory or vram is not None or grad_checkpointing or autocast or any(v is not None for v in explicit)
+    defaults = MemorySettings()
+    settings = MemorySettings(
+        batch_size=defaults.batch_size if batch_size is None else batch_size,
+        seq_len=defaults.seq_len if seq_len is None else seq_len,
+        dtype=dtype or defaults.dtype,
+        quant=quant or defaults.quant,
+        grad_checkpointing=grad_checkpointing,
+        optimizer=optimizer or defaults.optimizer,
+        device=device or defaults.device,
+        attn_impl=attn or defaults.attn_impl,
+        autocast=autocast,
+    )
+    est = estimate_memory(anatomy, spec, settings, pb)
+    fit = fit_report(anatomy, spec, settings, parse_bytes(vram)) if vram is not None else None
     if json_out:
         print_json(
             {
@@ -94,6 +139,8 @@ def budget(
                 "modules": [asdict(m) for m in pb.modules],
                 "peft_config": pb.peft_config,
                 "warnings": pb.warnings,
+                "memory": {**est.to_dict(), "settings": asdict(settings)},
+                **({"fit": fit.to_dict()} if fit is not None else {}),
             }
         )
         return
@@ -121,4 +168,58 @@ def budget(
         f"trainable: [bold]{fmt_count(pb.trainable_params)}[/] of {fmt_count(pb.all_params)} "
         f"([bold]{pb.trainable_percent:.2f} %[/]); base model {fmt_count(pb.base_params)}"
     )
+    if show_terms:
+        _print_terms(est, settings)
+    else:
+        console.print(
+            f"memory: ≈ [bold]{fmt_bytes(est.total_bytes)}[/] peak per step ({_describe(settings)}); "
+            "--memory for each term, --vram 8GB to fit"
+        )
+    if fit is not None:
+        _print_fit(fit, settings)
     warn_lines(pb.warnings)
+
+
+def _describe(s: MemorySettings) -> str:
+    quant = f", {s.quant} base" if s.quant != "none" else ""
+    gc = ", checkpointing" if s.grad_checkpointing else ""
+    ac = ", autocast" if s.autocast else ""
+    return f"{s.dtype}{quant}{ac}, {s.device}, batch {s.batch_size} × {s.seq_len} tokens, {s.optimizer}{gc}"
+
+
+def _print_terms(est: MemoryEstimate, settings: MemorySettings) -> None:
+    table = Table("memory term", "bytes", "", "what", title=f"one training step: {_describe(settings)}")
+    for label, n, why in est.terms():
+        if n or label.startswith("gradients"):
+            table.add_row(label, fmt_count(n), fmt_bytes(n), why)
+    table.add_row("[bold]total (peak)[/]", f"[bold]{fmt_count(est.total_bytes)}[/]", fmt_bytes(est.total_bytes), "")
+    console.print(table)
+    pl = est.per_layer
+    console.print(
+        f"per layer: attention {fmt_bytes(pl['attention'])}, MLP {fmt_bytes(pl['mlp'])}, "
+        f"norms {fmt_bytes(pl['norm'])}, LoRA {fmt_bytes(pl['lora'])}"
+        + (f", DoRA {fmt_bytes(pl['dora'])}" if pl["dora"] else "")
+        + f" = {fmt_bytes(pl['total'])}; peak during the {est.peak_phase}"
+    )
+
+
+def _print_fit(fit: FitReport, settings: MemorySettings) -> None:
+    if fit.fits:
+        console.print(
+            f"fits in {fmt_bytes(fit.vram_bytes)}: [bold green]yes[/], {fmt_bytes(fit.headroom_bytes)} to spare"
+        )
+    else:
+        console.print(
+            f"fits in {fmt_bytes(fit.vram_bytes)}: [bold red]no[/], short by {fmt_bytes(-fit.headroom_bytes)}"
+        )
+    console.print(
+        f"largest batch at {settings.seq_len} tokens: {fit.max_batch_size}; "
+        f"largest sequence at batch {settings.batch_size}: {fit.max_seq_len} tokens"
+    )
+    if fit.give_up:
+        table = Table("give up first", "total", "saves", "fits", "source")
+        for g in fit.give_up:
+            table.add_row(
+                g.action, fmt_bytes(g.total_bytes), fmt_bytes(g.saves_bytes), "yes" if g.fits else "no", g.source
+            )
+        console.print(table)
