@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.loratune-installed
 # The pure modules (no torch) are type-checked strictly enough to matter.
-MYPY_PATHS := src/loratune/anatomy src/loratune/budget src/loratune/advise src/loratune/export src/loratune/data src/loratune/units.py src/loratune/errors.py
+MYPY_PATHS := src/loratune/anatomy src/loratune/budget src/loratune/advise src/loratune/export src/loratune/data src/loratune/search src/loratune/report src/loratune/units.py src/loratune/errors.py
 
 .PHONY: install demo test lint bench clean
 
@@ -24,11 +24,23 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy $(MYPY_PATHS)
 
 test: lint
+	# The report test renders report.html in headless Chromium (Debian package `chromium`).
+	command -v chromium >/dev/null || apt-get install -y -q chromium || (apt-get update -q && apt-get install -y -q chromium) || echo "chromium not installed: the render test will be skipped"
 	$(VENV)/bin/pytest
 
 demo: $(STAMP)
 	$(VENV)/bin/loratune inspect smollm2-135m
-	$(VENV)/bin/loratune budget smollm2-135m --r 8 --alpha 16 --targets attention
+	$(VENV)/bin/loratune recommend smollm2-135m --task simple-qa --data demo --vram 8GB
+	# The seed's staged experiment on the demo QA data (~10 min on 2 CPU cores); a second run resumes.
+	$(VENV)/bin/loratune search smollm2-135m --data demo --strategy staged --steps 8 --batch-size 4 --max-length 128 --val-examples 24 --lr 1e-3 --max-r 16 --out runs/demo $$(test -f runs/demo/search.json && echo --resume)
+	$(VENV)/bin/loratune report runs/demo
+	cat runs/demo/best_config.json
+
+bench: $(STAMP)
+	$(PY) bench/inspect_speed.py
+	$(PY) bench/memory_accuracy.py
+	$(PY) bench/trial_throughput.py
+	LORATUNE_THREADS=1 $(PY) bench/search_efficiency.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -8,9 +8,13 @@ import typer
 
 from loratune.cli.budget_cmd import budget
 from loratune.cli.common import err_console
+from loratune.cli.eval_cmd import evaluate
 from loratune.cli.inspect_cmd import inspect
 from loratune.cli.models_cmd import models
 from loratune.cli.recommend_cmd import recommend_cmd
+from loratune.cli.report_cmd import report
+from loratune.cli.search_cmd import search
+from loratune.cli.train_cmd import train
 from loratune.errors import LoratuneError
 
 app = typer.Typer(
@@ -24,6 +28,10 @@ app.command()(models)
 app.command()(inspect)
 app.command()(budget)
 app.command("recommend")(recommend_cmd)
+app.command()(train)
+app.command("eval")(evaluate)
+app.command()(search)
+app.command()(report)
 
 
 def main() -> None:

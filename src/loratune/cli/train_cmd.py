@@ -1,0 +1,223 @@
+"""``loratune train MODEL --data FILE``: one real training trial, measured, adapter saved in PEFT format."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from loratune.anatomy.targets import TargetSpec, parse_targets
+from loratune.budget import METHODS, AdapterSpec
+from loratune.cli.common import JsonOpt, ModelArg, console, err_console, print_json, warn_lines
+from loratune.errors import ConfigError
+from loratune.trial.config_file import adapter_fields, read_config_file, training_fields
+from loratune.trial.types import TrainSettings
+from loratune.units import fmt_bytes, fmt_count, parse_int_list
+
+DEFAULT_TARGETS = "attention"
+
+
+def train(
+    model: ModelArg,
+    data: Annotated[
+        str, typer.Option("--data", help="Training data file (jsonl/json/csv/parquet/txt, HF dataset dir) or 'demo'.")
+    ],
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config", help="JSON from `loratune recommend --json` (keys: config, training); flags override it."
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Adapter directory (default: runs/<model>-<method>-r<r>).")
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="auto, prompt-response, alpaca, chat or text.")] = "auto",
+    prompt_column: Annotated[str, typer.Option("--prompt-column", help="Prompt column name.")] = "prompt",
+    response_column: Annotated[str, typer.Option("--response-column", help="Response column name.")] = "response",
+    val_data: Annotated[
+        str | None, typer.Option("--val-data", help="Separate validation file (default: split off --val-fraction).")
+    ] = None,
+    val_fraction: Annotated[
+        float, typer.Option("--val-fraction", help="Share of --data held out for validation.")
+    ] = 0.1,
+    reference: Annotated[
+        str,
+        typer.Option("--reference", help="Plain text for forgetting (reference perplexity): a file, 'demo' or 'none'."),
+    ] = "demo",
+    r: Annotated[int | None, typer.Option("--r", help="LoRA rank (AdaLoRA: init_r). Default 8.")] = None,
+    alpha: Annotated[float | None, typer.Option("--alpha", help="lora_alpha. Default 2·r.")] = None,
+    targets: Annotated[
+        str | None, typer.Option("--targets", help="Names, 're:<regex>', 'all-linear' or attention/mlp/all/qv.")
+    ] = None,
+    method: Annotated[str | None, typer.Option("--method", help=f"One of {', '.join(METHODS)}.")] = None,
+    layers: Annotated[str | None, typer.Option("--layers", help="layers_to_transform: 6-11, 0,2,4 or 20-.")] = None,
+    dropout: Annotated[float | None, typer.Option("--dropout", help="lora_dropout. Default 0.05.")] = None,
+    rslora: Annotated[bool, typer.Option("--rslora", help="Scale by alpha/sqrt(r) (rsLoRA).")] = False,
+    target_r: Annotated[int | None, typer.Option("--target-r", help="AdaLoRA: average final rank.")] = None,
+    lr: Annotated[float | None, typer.Option("--lr", help="Peak learning rate. Default 2e-4.")] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", help="Examples per micro-batch. Default 8.")] = None,
+    grad_accum: Annotated[
+        int | None, typer.Option("--grad-accum", help="Micro-batches per optimizer step. Default 1.")
+    ] = None,
+    max_steps: Annotated[int | None, typer.Option("--max-steps", help="Optimizer steps (wins over --epochs).")] = None,
+    epochs: Annotated[float | None, typer.Option("--epochs", help="Passes over the training data. Default 1.")] = None,
+    warmup_ratio: Annotated[
+        float | None, typer.Option("--warmup-ratio", help="Share of steps with linear warmup.")
+    ] = None,
+    scheduler: Annotated[str | None, typer.Option("--scheduler", help="cosine, linear or constant.")] = None,
+    weight_decay: Annotated[float | None, typer.Option("--weight-decay", help="AdamW weight decay.")] = None,
+    max_length: Annotated[
+        int | None, typer.Option("--max-length", help="Tokens per example (longer ones are cut).")
+    ] = None,
+    grad_checkpointing: Annotated[
+        bool, typer.Option("--grad-checkpointing", help="Recompute activations (less memory, ~30 % slower).")
+    ] = False,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed for LoRA init, shuffling and the split.")] = None,
+    dtype: Annotated[
+        str, typer.Option("--dtype", help="Frozen-base compute dtype: auto (bf16 where native), bf16 or fp32.")
+    ] = "auto",
+    eval_every: Annotated[int | None, typer.Option("--eval-every", help="Validation loss every N steps.")] = None,
+    eval_batches: Annotated[
+        int | None, typer.Option("--eval-batches", help="Validate on the first N batches only.")
+    ] = None,
+    allow_pickle: Annotated[
+        bool, typer.Option("--allow-pickle", help="Allow pickle weight files (can run code).")
+    ] = False,
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Train one adapter and measure it: validation and reference perplexity before/after, memory, tokens/s."""
+    from loratune.trial.data_prep import REFERENCE_MAX_TOKENS, prepare, read
+    from loratune.trial.data_prep import reference as load_reference
+    from loratune.trial.runner import TrialRunner, quiet_libraries
+    from loratune.trial.speed import resolve_compute_dtype
+
+    quiet_libraries()
+    file_cfg = read_config_file(config) if config else {}
+    spec_kw, peft_extra = adapter_fields(file_cfg.get("config", {}))
+    train_kw = training_fields(file_cfg.get("training", {}) or {})
+    flags = {
+        "learning_rate": lr,
+        "batch_size": batch_size,
+        "grad_accum": grad_accum,
+        "max_steps": max_steps,
+        "epochs": epochs,
+        "warmup_ratio": warmup_ratio,
+        "scheduler": scheduler,
+        "weight_decay": weight_decay,
+        "max_length": max_length,
+        "seed": seed,
+        "eval_every": eval_every,
+        "eval_batches": eval_batches,
+    }
+    train_kw.update({k: v for k, v in flags.items() if v is not None})
+    if epochs is not None and max_steps is None:
+        train_kw.pop("max_steps", None)  # an explicit --epochs beats the file's step count
+    if grad_checkpointing:
+        train_kw["grad_checkpointing"] = True
+    compute_dtype = resolve_compute_dtype(dtype if dtype != "auto" else train_kw.get("compute_dtype", "auto"), "cpu")
+    train_kw["compute_dtype"] = compute_dtype
+    settings = TrainSettings(**train_kw)
+
+    raw = read(data, format=fmt, prompt_column=prompt_column, response_column=response_column, val_data=val_data)
+    runner = TrialRunner(model, compute_dtype=compute_dtype, allow_pickle=allow_pickle)
+    adapter = _adapter(spec_kw, runner.anatomy.num_layers, r, alpha, targets, method, layers, dropout, rslora, target_r)
+    prepared = prepare(
+        raw, runner.tokenizer, max_length=settings.max_length, val_fraction=val_fraction, seed=settings.seed
+    )
+    ref = load_reference(reference, runner.tokenizer, max_length=min(settings.max_length, REFERENCE_MAX_TOKENS))
+    out_dir = out or Path("runs") / _slug(f"{runner.label}-{adapter.method}-r{adapter.r}")
+    if not json_out:
+        err_console.print(
+            f"[bold]{runner.label}[/] — {adapter.method} r={adapter.r} alpha={adapter.alpha:g} on {prepared.path}: "
+            f"{len(prepared.train)} train / {len(prepared.val)} val examples, {len(ref)} reference passages, {compute_dtype}",
+            highlight=False,
+        )
+    result = runner.run(
+        adapter,
+        settings,
+        prepared.train,
+        prepared.val,
+        ref or None,
+        save_dir=out_dir,
+        progress=not (no_progress or json_out),
+        peft_extra=peft_extra,
+    )
+    if json_out:
+        print_json(result.to_dict())
+    else:
+        _print_result(result)
+        warn_lines(result.extra.get("warnings", []))
+    if result.status in ("diverged", "failed"):
+        raise typer.Exit(1)
+
+
+def _adapter(
+    spec_kw: dict[str, Any],
+    num_layers: int,
+    r: int | None,
+    alpha: float | None,
+    targets: str | None,
+    method: str | None,
+    layers: str | None,
+    dropout: float | None,
+    rslora: bool,
+    target_r: int | None,
+) -> AdapterSpec:
+    """The config file's adapter with explicit flags on top."""
+    kw = dict(spec_kw)
+    if r is not None:
+        kw["r"] = r
+    kw.setdefault("r", 8)
+    if alpha is not None:
+        kw["alpha"] = alpha
+    elif r is not None or "alpha" not in kw:
+        kw["alpha"] = 2 * kw["r"]  # seed rule: alpha = 2r
+    for key, value in (("method", method), ("dropout", dropout), ("target_r", target_r)):
+        if value is not None:
+            kw[key] = value
+    if rslora:
+        kw["use_rslora"] = True
+    spec_targets: TargetSpec = kw.pop("targets", None) or TargetSpec(target_modules=parse_targets(DEFAULT_TARGETS))
+    if targets is not None:
+        spec_targets = dataclasses.replace(spec_targets, target_modules=parse_targets(targets))
+    if layers is not None:
+        spec_targets = dataclasses.replace(
+            spec_targets, layers_to_transform=tuple(parse_int_list(layers, what="layer range", upper=num_layers))
+        )
+    try:
+        return AdapterSpec(targets=spec_targets, **kw)
+    except TypeError as e:
+        raise ConfigError(f"bad adapter config: {e}", "check the 'config' keys") from None
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")
+
+
+def _fmt(v: float | None, spec: str = ".3f") -> str:
+    return "—" if v is None else format(v, spec)
+
+
+def _print_result(res: Any) -> None:
+    colour = {"ok": "green", "pruned": "yellow"}.get(res.status, "red")
+    console.print(f"status: [{colour}]{res.status}[/]" + (f" — {res.message}" if res.message else ""), highlight=False)
+    table = Table("metric", "before", "after")
+    table.add_row("validation loss", _fmt(res.val_loss_before, ".4f"), _fmt(res.val_loss_after, ".4f"))
+    table.add_row("validation perplexity", _fmt(res.val_ppl_before), _fmt(res.val_ppl_after))
+    table.add_row("reference perplexity (forgetting)", _fmt(res.ref_ppl_before), _fmt(res.ref_ppl_after))
+    console.print(table)
+    peak = fmt_bytes(res.peak_memory_bytes) if res.peak_memory_bytes else "—"
+    console.print(
+        f"steps {res.steps}, final train loss {_fmt(res.train_loss_final, '.4f')}, "
+        f"trainable {fmt_count(res.trainable_params)}, {fmt_count(res.train_tokens)} tokens at "
+        f"[bold]{res.tokens_per_second:,.0f} tok/s[/], peak memory {peak} "
+        f"({res.extra.get('peak_memory_scope', 'not measured')}), wall {res.wall_seconds:.1f} s",
+        highlight=False,
+    )
+    if res.adapter_dir:
+        console.print(f"adapter + metrics.json → {res.adapter_dir}", highlight=False)

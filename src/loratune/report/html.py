@@ -1,0 +1,168 @@
+"""``report.html``: one self-contained page (PNGs inlined as base64, no scripts, no external assets).
+
+Every piece of text that comes from the user, the data or a trial goes through ``html.escape``
+(``_e``): a dataset line or an error message can hold ``<script>``.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from loratune.report import plots
+from loratune.report.load import StudyData
+from loratune.units import fmt_bytes
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1200px;color:#222;
+padding:0 1rem}
+h1{font-size:1.6rem}h2{font-size:1.25rem;margin-top:2rem;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;font-size:.82rem;width:100%}th,td{border:1px solid #ddd;padding:3px 6px;text-align:right}
+th{background:#f4f4f4}td.l,th.l{text-align:left}tr.chosen{background:#fff6d5;font-weight:600}
+tr.pruned{color:#888}tr.failed{color:#b00}pre{background:#f7f7f7;padding:.8rem;overflow:auto;font-size:.8rem}
+.box{background:#eef6ee;border:1px solid #9c9;padding:.8rem 1rem;border-radius:6px}
+img{max-width:100%;border:1px solid #eee;margin:.5rem 0}.muted{color:#666;font-size:.85rem}
+"""
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _num(v: float | None, fmt: str = "{:.4f}") -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "—"
+    return fmt.format(v)
+
+
+def build_figures(data: StudyData) -> dict[str, bytes]:
+    chosen = data.choice.chosen if data.choice else None
+    cost = data.options.get("cost", "params")
+    figs: dict[str, bytes] = {}
+    if data.scores:
+        figs["ppl_vs_rank.png"] = plots.ppl_vs_rank(data.scores, chosen)
+        figs["pareto.png"] = plots.pareto(data.scores, chosen, cost, data.options.get("tolerance", 0.01))
+    if data.records:
+        figs["loss_curves.png"] = plots.loss_curves(data.records, chosen.best if chosen else None)
+        mem = plots.memory(data.records)
+        if mem is not None:
+            figs["memory.png"] = mem
+    return figs
+
+
+def render(data: StudyData, figures: dict[str, bytes]) -> str:
+    o = data.options
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        # No scripts, no fetches: the page can only show its own text, CSS and inlined images.
+        '<meta http-equiv="Content-Security-Policy" '
+        "content=\"default-src 'none'; img-src data:; style-src 'unsafe-inline'\">",
+        f"<title>loratune report — {_e(o.get('model', data.directory.name))}</title><style>{CSS}</style></head><body>",
+        f"<h1>loratune search report: {_e(o.get('model', '?'))}</h1>",
+        f'<p class="muted">strategy {_e(o.get("strategy", "?"))} · data {_e(o.get("data", "?"))} · '
+        f"{_e(o.get('steps', '?'))} steps × batch {_e(o.get('batch_size', '?'))} per run · "
+        f"{len(data.records)} trials · study {_e(data.directory)}</p>",
+    ]
+    parts += _chosen_section(data)
+    parts += _stages_section(data)
+    for name, title in (
+        ("ppl_vs_rank.png", "Perplexity vs rank"),
+        ("pareto.png", "Pareto front: cost vs perplexity"),
+        ("loss_curves.png", "Loss curves"),
+        ("memory.png", "Estimated vs measured memory"),
+    ):
+        if name in figures:
+            b64 = base64.b64encode(figures[name]).decode("ascii")
+            parts.append(f'<h2>{_e(title)}</h2><img alt="{_e(title)}" src="data:image/png;base64,{b64}">')
+    parts += _trials_section(data)
+    parts.append('<p class="muted">written by loratune report; every number comes from the study\'s trials.</p>')
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def _chosen_section(data: StudyData) -> list[str]:
+    if data.choice is None:
+        return ["<h2>Chosen configuration</h2><p>No variant finished with a finite validation loss yet.</p>"]
+    c = data.choice.chosen
+    config = data.best.get("config") or {"variant": c.variant.to_dict()}
+    return [
+        "<h2>Chosen configuration</h2>",
+        f'<div class="box"><p><b>{_e(c.variant.label())}</b> at learning rate {_e(f"{c.learning_rate:g}")}: '
+        f"validation perplexity {_e(_num(c.ppl))}.</p><p>Why: {_e(data.choice.reason())}</p></div>",
+        f"<pre>{_e(json.dumps(config, indent=2, default=str))}</pre>",
+    ]
+
+
+def _stages_section(data: StudyData) -> list[str]:
+    stages = data.best.get("stages") or []
+    if not stages:
+        return []
+    rows = "".join(
+        f'<tr><td class="l">{_e(s["name"])}</td><td class="l">{_e(", ".join(s["tried"]))}</td>'
+        f'<td class="l">{_e(s.get("winner") or "—")}</td><td class="l">{_e(s.get("note", ""))}</td></tr>'
+        for s in stages
+    )
+    return [
+        "<h2>Stages</h2>",
+        '<table><tr><th class="l">stage</th><th class="l">tried</th>'
+        '<th class="l">winner</th><th class="l">rule</th></tr>',
+        rows,
+        "</table>",
+    ]
+
+
+def _trials_section(data: StudyData) -> list[str]:
+    chosen_number = data.choice.chosen.best.number if data.choice else None
+    head = (
+        "<tr><th>#</th><th class='l'>stage</th><th class='l'>variant</th><th>lr</th><th class='l'>state</th>"
+        "<th>val ppl before</th><th>val ppl after</th><th>ref ppl after</th><th>trainable</th>"
+        "<th>est. memory</th><th>peak memory</th><th>seconds</th><th>tokens</th><th class='l'>note</th></tr>"
+    )
+    rows = []
+    for rec in data.records:
+        r = rec.result
+        state = rec.state.lower()
+        cls = "chosen" if rec.number == chosen_number else ("pruned" if state == "pruned" else "")
+        if r is not None and r.status in ("failed", "diverged"):
+            cls = "failed"
+        note = r.message if r is not None else ""
+        if rec.cached_from is not None:
+            note = f"same config as trial {rec.cached_from} (not trained again)" + (f"; {note}" if note else "")
+        est = r.extra.get("estimated_memory_bytes") if r is not None else None
+        rows.append(
+            f'<tr class="{cls}"><td>{rec.number}</td><td class="l">{_e(rec.stage)}</td>'
+            f'<td class="l">{_e(rec.variant.label() if rec.variant else "—")}</td>'
+            f"<td>{_e(_num(rec.learning_rate, '{:g}'))}</td><td class='l'>{_e(r.status if r else state)}</td>"
+            f"<td>{_e(_num(r.val_ppl_before if r else None))}</td><td>{_e(_num(r.val_ppl_after if r else None))}</td>"
+            f"<td>{_e(_num(r.ref_ppl_after if r else None))}</td>"
+            f"<td>{_e(f'{r.trainable_params:,}' if r else '—')}</td>"
+            f"<td>{_e(fmt_bytes(est) if est else '—')}</td>"
+            f"<td>{_e(fmt_bytes(r.peak_memory_bytes) if r and r.peak_memory_bytes else '—')}</td>"
+            f"<td>{_e(_num(r.wall_seconds if r else None, '{:.1f}'))}</td>"
+            f"<td>{_e(f'{r.train_tokens:,}' if r else '—')}</td>"
+            f'<td class="l">{_e(note)}</td></tr>'
+        )
+    return ["<h2>Every trial</h2>", "<table>", head, *rows, "</table>"]
+
+
+def write_report(data: StudyData, out_dir: Path) -> list[Path]:
+    """``report.html`` plus the PNGs beside it; returns the paths written."""
+    from loratune.search.final import write_atomic
+
+    figures = build_figures(data)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, png in figures.items():
+        path = out_dir / name
+        tmp = path.with_name(f".{name}.tmp")
+        tmp.write_bytes(png)
+        tmp.replace(path)
+        written.append(path)
+    page = out_dir / "report.html"
+    write_atomic(page, render(data, figures))
+    return [page, *written]

@@ -1,0 +1,60 @@
+"""The search's starting point: the advice stage's recommendation as a :class:`Variant` and an
+:class:`LRPlan` centred on its learning rate (the seed's §4.2 baseline when advice is unavailable)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from loratune.anatomy.targets import TargetSpec, resolve
+from loratune.errors import LoratuneError
+from loratune.search.lr import LRPlan
+from loratune.search.space import Variant
+
+NAMED_SETS = ("attention", "all-linear", "mlp", "qv")
+SEED_BASELINE = Variant(8, 16.0, "attention")  # 000 §4.2: r=8, alpha=16 (2r), attention
+SEED_LR = 2e-4
+
+
+def canonical_modules(anatomy: Any, targets: list[str] | str) -> str:
+    """The named set (``attention``, ``all-linear``...) that adapts exactly these modules, else a comma list,
+    so a recommendation and a stage's set that adapt the same matrices are one variant (one cache key)."""
+    spec = TargetSpec(target_modules=targets if isinstance(targets, str) else tuple(targets))
+    chosen = {m.name for m in resolve(anatomy, spec).modules}
+    for name in NAMED_SETS:
+        try:
+            named = TargetSpec(target_modules=name if name == "all-linear" else (name,))
+            if {m.name for m in resolve(anatomy, named).modules} == chosen:
+                return name
+        except LoratuneError:
+            continue
+    return targets if isinstance(targets, str) else ",".join(targets)
+
+
+def from_recommendation(anatomy: Any, rec: dict[str, Any]) -> tuple[Variant, float]:
+    """(variant, learning rate) of ``Recommendation.to_dict()``; AdaLoRA is searched as plain LoRA at init_r."""
+    cfg = rec["config"]
+    r = int(cfg.get("r") or cfg.get("init_r") or 8)
+    variant = Variant(
+        r=r,
+        alpha=float(cfg.get("lora_alpha", 2 * r)),
+        modules=canonical_modules(anatomy, cfg["target_modules"]),
+        method="dora" if cfg.get("use_dora") else "lora",
+        dropout=float(cfg.get("lora_dropout", 0.05)),
+        use_rslora=bool(cfg.get("use_rslora", False)),
+    )
+    return variant, float(rec.get("training", {}).get("learning_rate", SEED_LR))
+
+
+def recommended_baseline(anatomy: Any, dataset_size: int, task: str | None = None) -> tuple[Variant, float, dict]:
+    """Ask the advice stage; fall back to the seed's baseline if it is not installed."""
+    try:
+        from loratune.advise import AdviceInputs, recommend
+    except ImportError:
+        return SEED_BASELINE, SEED_LR, {}
+    rec = recommend(anatomy, AdviceInputs(task=task, dataset_size=dataset_size)).to_dict()
+    variant, lr = from_recommendation(anatomy, rec)
+    return variant, lr, rec
+
+
+def plan_for(variant: Variant, lr: float, runs: int) -> LRPlan:
+    return LRPlan(base_lr=lr, base_scaling=variant.scaling, max_runs=runs)

@@ -1,0 +1,94 @@
+"""What a search leaves behind: ``best_config.json`` (the chosen config, why, and the path that led to
+it), the exports (PEFT, Axolotl, ...) and, with ``--train-final``, the trained adapter."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from loratune.errors import ConfigError
+from loratune.search.staged import SearchOutcome
+from loratune.search.study import SearchStudy
+
+BEST_CONFIG = "best_config.json"
+SEARCH_JSON = "search.json"
+
+
+def write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; these are ordinary output files
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def peft_config(anatomy: Any, variant: Any) -> dict[str, Any]:
+    """PEFT ``LoraConfig`` kwargs of a variant, with its module shorthand resolved to real names."""
+    from loratune.anatomy.targets import resolve
+
+    spec = variant.adapter_spec(anatomy.num_layers)
+    kw = spec.peft_kwargs(resolve(anatomy, spec.targets).peft_target_modules)
+    kw["r"] = variant.r
+    kw.setdefault("task_type", "CAUSAL_LM")
+    return kw
+
+
+def best_config(
+    outcome: SearchOutcome,
+    study: SearchStudy,
+    anatomy: Any,
+    model: str,
+    training: dict[str, Any],
+    run_settings: dict[str, Any],
+) -> dict[str, Any]:
+    c = outcome.choice.chosen
+    finished = study.finished()
+    return {
+        "model": model,
+        "strategy": outcome.strategy,
+        "chosen": outcome.choice.to_dict()["chosen"],
+        "config": peft_config(anatomy, c.variant),
+        "training": {**training, "learning_rate": c.learning_rate},
+        "reason": outcome.choice.reason(),
+        "choice": outcome.choice.to_dict(),
+        "stages": [s.to_dict() for s in outcome.stages],
+        "search": {
+            "runs_trained": sum(1 for r in finished if r.cached_study is None),
+            "runs_answered_from_cache": sum(1 for r in finished if r.cached_study is not None),
+            "tokens_trained": study.tokens(),
+            "per_run_settings": run_settings,
+        },
+        "notes": [
+            "learning_rate was tuned on the search's short runs; runs under ~100 steps favour a higher LR "
+            "(≈15× the full fine-tuning LR, vs ≈10× for longer runs [LoRA Without Regret]) — for a long run "
+            "consider ~2/3 of it."
+        ],
+    }
+
+
+def write_outputs(out_dir: Path, best: dict[str, Any], exports: list[str]) -> list[Path]:
+    """``best_config.json`` plus one file per export format; returns the paths written."""
+    written = [out_dir / BEST_CONFIG]
+    write_atomic(written[0], json.dumps(best, indent=2, default=str) + "\n")
+    if not exports:
+        return written
+    try:
+        from loratune.export import FORMATS, SUFFIXES, export_config
+    except ImportError:  # the export stage is optional for a search
+        return written
+    for fmt in exports:
+        if fmt not in FORMATS:
+            raise ConfigError(f"unknown export format {fmt!r}", f"use one of {', '.join(FORMATS)}")
+        text = export_config(fmt, {"config": best["config"], "training": best["training"]}, best["model"])
+        path = out_dir / "exports" / f"{fmt}{SUFFIXES.get(fmt, '.txt')}"
+        write_atomic(path, text)
+        written.append(path)
+    return written

@@ -1,0 +1,174 @@
+"""The knee: the cheapest variant whose validation perplexity is within a tolerance of the best.
+
+The seed's last step ("choose the best balance of quality, memory and speed", 000 §4.2) made
+mechanical: quality first (within ``tolerance`` of the best), then the lowest cost. Forgetting —
+the rise of perplexity on reference text the adapter was not trained on — can rule variants out.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from loratune.errors import ConfigError
+from loratune.search.space import Variant
+from loratune.search.study import TrialRecord
+from loratune.units import fmt_bytes, fmt_count
+
+COSTS = ("params", "memory", "time")
+
+
+@dataclass
+class VariantScore:
+    """A variant at its best learning rate (LR tuned per variant)."""
+
+    variant: Variant
+    best: TrialRecord
+    runs: list[TrialRecord] = field(default_factory=list)
+
+    @property
+    def ppl(self) -> float:
+        return self.best.val_ppl
+
+    @property
+    def learning_rate(self) -> float:
+        return float(self.best.learning_rate or 0.0)
+
+    @property
+    def forgetting(self) -> float | None:
+        """Relative rise of reference perplexity (0.05 = 5 % worse on text it was not trained on)."""
+        r = self.best.result
+        if r is None or not r.ref_ppl_before or r.ref_ppl_after is None:
+            return None
+        return r.ref_ppl_after / r.ref_ppl_before - 1.0
+
+    def cost(self, kind: str) -> float:
+        r = self.best.result
+        if r is None:
+            return math.inf
+        if kind == "params":
+            return float(r.trainable_params)
+        if kind == "memory":
+            measured = r.peak_memory_bytes or r.extra.get("estimated_memory_bytes")
+            return float(measured) if measured else math.inf
+        if kind == "time":  # seconds per training token: equal budgets make it the run's speed
+            return 1.0 / r.tokens_per_second if r.tokens_per_second else math.inf
+        raise ConfigError(f"unknown cost {kind!r}", f"use one of {', '.join(COSTS)}")
+
+    def describe_cost(self, kind: str) -> str:
+        c = self.cost(kind)
+        if not math.isfinite(c):
+            return "n/a"
+        if kind == "params":
+            return f"{fmt_count(int(c))} params"
+        if kind == "memory":
+            return fmt_bytes(c)
+        return f"{c * 1000:.3f} ms/token"
+
+
+def score_variants(records: Iterable[TrialRecord]) -> list[VariantScore]:
+    """Group runs by variant; each variant is scored at its best LR. Variants with no finite result drop out."""
+    groups: dict[Variant, list[TrialRecord]] = {}
+    for rec in records:
+        if rec.variant is not None and rec.result is not None:
+            groups.setdefault(rec.variant, []).append(rec)
+    out = []
+    for variant, runs in groups.items():
+        best = min(runs, key=lambda r: (r.val_loss, r.number))
+        if math.isfinite(best.val_loss):
+            out.append(VariantScore(variant, best, runs))
+    return sorted(out, key=lambda s: (s.ppl, s.variant))
+
+
+@dataclass
+class Choice:
+    chosen: VariantScore
+    best: VariantScore
+    eligible: list[VariantScore]
+    ruled_out: list[VariantScore]  # by --max-forgetting
+    cost: str
+    tolerance: float
+    max_forgetting: float | None
+
+    def reason(self) -> str:
+        c, b = self.chosen, self.best
+        if c.variant == b.variant:
+            text = (
+                f"{c.variant.label()} has the best validation perplexity ({c.ppl:.4f}) and no variant within "
+                f"{self.tolerance:.1%} of it costs less ({c.describe_cost(self.cost)})."
+            )
+        else:
+            gap = c.ppl / b.ppl - 1
+            text = (
+                f"{c.variant.label()} is the cheapest of the {len(self.eligible)} variants within "
+                f"{self.tolerance:.1%} of the best perplexity ({b.ppl:.4f}, {b.variant.label()}): "
+                f"perplexity {c.ppl:.4f} (+{gap:.2%}) for {c.describe_cost(self.cost)} instead of "
+                f"{b.describe_cost(self.cost)}."
+            )
+        if self.max_forgetting is not None:
+            text += (
+                f" {len(self.ruled_out)} variant(s) were ruled out for forgetting more than {self.max_forgetting:.1%}."
+            )
+        return text + f" Learning rate {c.learning_rate:g} (tuned for this variant)."
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "chosen": _score_dict(self.chosen, self.cost),
+            "best": _score_dict(self.best, self.cost),
+            "eligible": [s.variant.label() for s in self.eligible],
+            "ruled_out_for_forgetting": [s.variant.label() for s in self.ruled_out],
+            "cost": self.cost,
+            "tolerance": self.tolerance,
+            "max_forgetting": self.max_forgetting,
+            "reason": self.reason(),
+        }
+
+
+def _score_dict(s: VariantScore, cost: str) -> dict[str, Any]:
+    return {
+        "variant": s.variant.to_dict(),
+        "label": s.variant.label(),
+        "learning_rate": s.learning_rate,
+        "val_ppl": s.ppl,
+        "cost": s.cost(cost),
+        "trainable_params": s.best.result.trainable_params if s.best.result else None,
+        "forgetting": s.forgetting,
+        "trial": s.best.number,
+    }
+
+
+def choose(
+    scores: list[VariantScore], *, cost: str = "params", tolerance: float = 0.01, max_forgetting: float | None = None
+) -> Choice:
+    """The cheapest variant within ``tolerance`` (relative) of the best perplexity; ties go to lower perplexity."""
+    if cost not in COSTS:
+        raise ConfigError(f"unknown cost {cost!r}", f"use one of {', '.join(COSTS)}")
+    if not tolerance >= 0:
+        raise ConfigError(f"tolerance must be >= 0, got {tolerance}", "use e.g. 0.01 (1 %)")
+    if not scores:
+        raise ConfigError("no trial finished with a finite validation loss", "check the trial messages; lower the LR")
+    feasible, ruled_out = list(scores), []
+    if max_forgetting is not None:
+        feasible = [s for s in scores if s.forgetting is None or s.forgetting <= max_forgetting]
+        ruled_out = [s for s in scores if s not in feasible]
+        if not feasible:
+            least = min(s.forgetting or 0.0 for s in scores)
+            raise ConfigError(
+                f"every variant forgets more than {max_forgetting:.1%} (least: {least:.1%})",
+                "raise --max-forgetting or search lower ranks / fewer modules",
+            )
+    best = min(feasible, key=lambda s: (s.ppl, s.cost(cost)))
+    eligible = [s for s in feasible if s.ppl <= best.ppl * (1 + tolerance)]
+    chosen = min(eligible, key=lambda s: (s.cost(cost), s.ppl))
+    return Choice(chosen, best, eligible, ruled_out, cost, tolerance, max_forgetting)
+
+
+def pareto_front(scores: list[VariantScore], cost: str) -> list[VariantScore]:
+    """Variants no other beats on both cost and perplexity, cheapest first."""
+    front: list[VariantScore] = []
+    for s in sorted(scores, key=lambda s: (s.cost(cost), s.ppl)):
+        if not front or s.ppl < front[-1].ppl:
+            front.append(s)
+    return front

@@ -1,0 +1,73 @@
+"""The real objective: one run of a ``RunConfig`` on the trial runner (base model loaded once per worker),
+with the memory estimate attached so the report can set estimated against measured memory."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Any
+
+from loratune.errors import LoratuneError
+from loratune.search.space import RunConfig
+from loratune.trial.types import TrainSettings, TrialResult
+
+# Settings that never change what a run learns, only what it reports: left out of the cache key so a
+# pruning strategy (which evaluates midway) can reuse a plain run and the other way round.
+NOT_IN_KEY = ("eval_every",)
+
+
+def settings_identity(settings: TrainSettings) -> dict[str, Any]:
+    return {k: v for k, v in settings.to_dict().items() if k not in NOT_IN_KEY and k != "learning_rate"}
+
+
+class RunnerObjective:
+    """``(config, on_eval) → TrialResult`` over a :class:`~loratune.trial.TrialRunner`."""
+
+    def __init__(
+        self,
+        runner: Any,
+        anatomy: Any,
+        settings: TrainSettings,
+        train: Sequence[Any],
+        val: Sequence[Any],
+        reference: Sequence[Any] | None = None,
+        *,
+        progress: bool = True,
+        before_run: Callable[[RunConfig], None] | None = None,
+    ) -> None:
+        self.runner, self.anatomy, self.settings = runner, anatomy, settings
+        self.train, self.val, self.reference = train, val, reference or None
+        self.progress = progress
+        self.before_run = before_run
+        self.seq_len = min(settings.max_length, max((len(getattr(x, "input_ids", x)) for x in train), default=1))
+
+    def __call__(self, config: RunConfig, on_eval: Callable[[int, float], bool] | None) -> TrialResult:
+        spec = config.variant.adapter_spec(self.anatomy.num_layers)
+        settings = replace(self.settings, learning_rate=config.learning_rate)
+        if self.before_run is not None:
+            self.before_run(config)
+        try:
+            result: TrialResult = self.runner.run(
+                spec, settings, self.train, self.val, self.reference, on_eval=on_eval, progress=self.progress
+            )
+        except LoratuneError as e:  # a config PEFT refuses, say: a finished, failed outcome
+            result = TrialResult(status="failed", message=e.one_line())
+        estimate = self.estimate_memory(spec, settings)
+        if estimate is not None:
+            result.extra["estimated_memory_bytes"] = estimate
+        return result
+
+    def estimate_memory(self, spec: Any, settings: TrainSettings) -> int | None:
+        try:
+            from loratune.budget.memory import MemorySettings, estimate_memory
+
+            ms = MemorySettings(
+                batch_size=settings.batch_size,
+                seq_len=self.seq_len,
+                dtype="bf16" if settings.compute_dtype == "bf16" else "fp32",
+                grad_checkpointing=settings.grad_checkpointing,
+                device="cpu",
+            )
+            return int(estimate_memory(self.anatomy, spec, ms).total_bytes)
+        except (ImportError, LoratuneError, TypeError, ValueError, AttributeError):
+            return None  # the estimate is a report nicety; a run never fails for it

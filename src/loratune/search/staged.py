@@ -1,0 +1,180 @@
+"""The seed's staged method (000 §1.3, §3.5, §4.2), automated.
+
+baseline (the recommendation) → rank: double while doubling pays more than ``rank_tolerance``; when the
+first doubling does not pay, halve while halving costs less than it → alpha r / 2r / 4r at that rank →
+modules (attention, attention + MLP, the recommended set) → when the modules changed, re-check a lower
+rank (with all linear layers adapted, rank matters less [QLoRA 2305.14314]) → optionally DoRA and the
+top half of the layers → final: the knee over every variant seen. Each stage carries its winner forward;
+each variant's LR is tuned (``lr.tune_lr``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from loratune.search.knee import Choice, VariantScore, choose, score_variants
+from loratune.search.lr import LRPlan, tune_lr
+from loratune.search.space import RunConfig, Variant
+from loratune.search.study import Objective, SearchStudy
+
+
+@dataclass(frozen=True)
+class StagedOptions:
+    rank_tolerance: float = 0.01  # a doubling of r must lower perplexity by at least this (relative)
+    min_r: int = 2
+    max_r: int = 64
+    alpha_ratios: tuple[float, ...] = (1.0, 2.0, 4.0)
+    module_sets: tuple[str, ...] = ("attention", "all-linear")
+    try_dora: bool = False
+    try_layers: bool = False
+    cost: str = "params"
+    tolerance: float = 0.01
+    max_forgetting: float | None = None
+
+
+@dataclass
+class StageLog:
+    name: str
+    tried: list[Variant] = field(default_factory=list)
+    winner: Variant | None = None
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "tried": [v.label() for v in self.tried],
+            "winner": self.winner.label() if self.winner else None,
+            "note": self.note,
+        }
+
+
+@dataclass
+class SearchOutcome:
+    strategy: str
+    stages: list[StageLog]
+    choice: Choice
+
+
+class StagedSearch:
+    def __init__(
+        self,
+        study: SearchStudy,
+        objective: Objective,
+        plan: LRPlan,
+        options: StagedOptions | None = None,
+        log: Callable[[str], None] = lambda _m: None,
+    ) -> None:
+        self.study, self.objective, self.plan = study, objective, plan
+        self.opt = options or StagedOptions()
+        self.log = log
+        self._scores: dict[Variant, VariantScore] = {}
+
+    # One variant = a short LR sweep; each run goes through the study (cached, persisted).
+    def evaluate(self, variant: Variant, stage: str) -> VariantScore:
+        if variant in self._scores:
+            return self._scores[variant]
+
+        def loss_at(lr: float) -> float:
+            return self.study.run(RunConfig(variant, lr, stage=stage), self.objective).val_loss
+
+        sweep = tune_lr(loss_at, self.plan, self.plan.center(variant))
+        runs = [r for r in self.study.finished() if r.variant == variant]
+        scored = score_variants(runs)
+        if scored:
+            self._scores[variant] = scored[0]
+            self.log(f"  {variant.label():40s} ppl {scored[0].ppl:.4f} at lr {sweep.best_lr:g}")
+            return scored[0]
+        self.log(f"  {variant.label():40s} no finite result (diverged or failed at every LR)")
+        return VariantScore(variant, runs[0], runs)  # tune_lr ran at least once, so runs is not empty
+
+    def _pick(self, variants: list[Variant], stage: str, tolerance: float) -> Variant:
+        scores = [self.evaluate(v, stage) for v in variants]
+        finite = [s for s in scores if s.best.result is not None and s.ppl < float("inf")]
+        if not finite:
+            return variants[0]
+        return choose(finite, cost=self.opt.cost, tolerance=tolerance, max_forgetting=None).chosen.variant
+
+    def _ppl(self, v: Variant, stage: str) -> float:
+        return self.evaluate(v, stage).ppl
+
+    def run(self, baseline: Variant) -> SearchOutcome:
+        o = self.opt
+        stages: list[StageLog] = []
+
+        self.log("stage baseline")
+        self.evaluate(baseline, "baseline")
+        stages.append(StageLog("baseline", [baseline], baseline, "the recommended configuration"))
+
+        self.log("stage rank")
+        current = self._rank_stage(baseline, "rank", stages)
+
+        self.log("stage alpha")
+        alphas = [current.with_(alpha=float(current.r * a)) for a in o.alpha_ratios]
+        # alpha costs nothing (same params): take the best perplexity.
+        winner = self._pick(alphas, "alpha", tolerance=0.0)
+        stages.append(StageLog("alpha", alphas, winner, "alpha = r, 2r, 4r at the chosen rank; LR tuned for each"))
+        current = winner
+
+        self.log("stage modules")
+        sets = list(dict.fromkeys([*o.module_sets, baseline.modules]))
+        mods = [current.with_(modules=m) for m in sets]
+        winner = self._pick(mods, "modules", tolerance=o.tolerance)
+        stages.append(StageLog("modules", mods, winner, f"the cheapest within {o.tolerance:.1%} of the best"))
+        if winner.modules != current.modules and winner.r // 2 >= o.min_r:
+            self.log("stage rank (again, with the new modules)")
+            current = self._rank_stage(winner, "rank-2", stages, down_only=True)
+        else:
+            current = winner
+
+        if o.try_dora:
+            self.log("stage dora")
+            pair = [current, current.with_(method="dora")]
+            current = self._pick(pair, "dora", tolerance=o.tolerance)
+            stages.append(StageLog("dora", pair, current, "DoRA adds a magnitude vector per matrix"))
+        if o.try_layers:
+            self.log("stage layers")
+            pair = [current, current.with_(layers="top-half")]
+            current = self._pick(pair, "layers", tolerance=o.tolerance)
+            stages.append(StageLog("layers", pair, current, "adapting only the top half of the layers"))
+
+        all_scores = [s for s in self._scores.values() if s.best.result is not None and s.ppl < float("inf")]
+        choice = choose(all_scores, cost=o.cost, tolerance=o.tolerance, max_forgetting=o.max_forgetting)
+        stages.append(StageLog("final", [s.variant for s in all_scores], choice.chosen.variant, choice.reason()))
+        return SearchOutcome("staged", stages, choice)
+
+    def _rank_stage(self, start: Variant, name: str, stages: list[StageLog], down_only: bool = False) -> Variant:
+        o = self.opt
+        ratio = start.alpha / start.r  # keep alpha/r: the scaling stays, only capacity moves
+        tried = [start]
+
+        def at(r: int) -> Variant:
+            v = start.with_(r=r, alpha=float(r * ratio))
+            tried.append(v)
+            return v
+
+        went_up = False
+        r = start.r
+        if not down_only:
+            while r * 2 <= o.max_r:
+                nxt = at(r * 2)
+                gain = self._ppl(start.with_(r=r, alpha=float(r * ratio)), name) / self._ppl(nxt, name) - 1
+                if gain < o.rank_tolerance:
+                    break  # doubling stopped paying
+                went_up, r = True, r * 2
+        if not went_up:
+            r = start.r
+            while r // 2 >= o.min_r:
+                lower = at(r // 2)
+                # halving is free when perplexity stays within the tolerance
+                if self._ppl(lower, name) > self._ppl(start.with_(r=r, alpha=float(r * ratio)), name) * (
+                    1 + o.rank_tolerance
+                ):
+                    break
+                r //= 2
+        variants = list(dict.fromkeys(tried))
+        winner = self._pick(variants, name, tolerance=o.rank_tolerance)
+        note = f"doubling r must lower perplexity by ≥ {o.rank_tolerance:.1%}; the cheapest rank within it wins"
+        stages.append(StageLog(name, variants, winner, note))
+        return winner

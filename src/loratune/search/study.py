@@ -1,0 +1,330 @@
+"""A search's memory: an Optuna study in SQLite (or any Optuna RDB URL) where every training run is one
+trial whose ``TrialResult`` lives in the trial's user attributes.
+
+Three guarantees, whatever kills the process (kill -9 included):
+- a finished trial (COMPLETE, PRUNED, or FAIL *with* a stored result) is never run again: runs are
+  looked up by the hash of their canonical config before anything trains;
+- none is lost: SQLite commits each ``tell`` in a transaction;
+- a trial left RUNNING by a dead worker is marked FAIL on resume (a dead local pid at once, a remote
+  worker once its Optuna heartbeat is stale), and its config runs again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import socket
+import threading
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from loratune.errors import ConfigError
+from loratune.search.space import RunConfig, Variant
+from loratune.trial.types import TrialResult
+
+if TYPE_CHECKING:
+    import optuna
+
+STUDY_NAME = "loratune"
+HEARTBEAT_S = 10
+GRACE_S = 60
+
+# A run: (config, on_eval) → result. on_eval(step, val_loss) returns True to stop (prune) the run.
+Objective = Callable[[RunConfig, Callable[[int, float], bool] | None], TrialResult]
+
+
+@dataclass
+class TrialRecord:
+    """A study trial as plain data (what the report, the knee and the strategies read)."""
+
+    number: int
+    state: str
+    key: str | None
+    variant: Variant | None
+    learning_rate: float | None
+    stage: str
+    result: TrialResult | None
+    cached_from: int | None = None
+    cached_study: str | None = None  # "self" or "other" (a study lent through cache_from)
+
+    @property
+    def val_loss(self) -> float:
+        r = self.result
+        if r is None or r.status != "ok" or r.val_loss_after is None or not math.isfinite(r.val_loss_after):
+            return math.inf
+        return r.val_loss_after
+
+    @property
+    def val_ppl(self) -> float:
+        loss = self.val_loss
+        return math.exp(loss) if math.isfinite(loss) else math.inf
+
+    @property
+    def tokens(self) -> int:
+        return self.result.train_tokens if self.result else 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "number": self.number,
+            "state": self.state,
+            "key": self.key,
+            "stage": self.stage,
+            "variant": self.variant.to_dict() if self.variant else None,
+            "learning_rate": self.learning_rate,
+            "cached_from": self.cached_from,
+            "cached_study": self.cached_study,
+            "result": self.result.to_dict() if self.result else None,
+        }
+
+
+def default_storage(out_dir: Path) -> str:
+    return f"sqlite:///{(out_dir / 'study.db').resolve()}"
+
+
+def make_storage(url: str) -> optuna.storages.BaseStorage:
+    import optuna
+
+    if url.startswith("sqlite:///"):  # SQLite creates the file, not its folder
+        Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # heartbeat_interval is flagged experimental
+        try:
+            return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
+        except Exception as e:  # bad URL, missing driver, unreachable server
+            raise ConfigError(
+                f"cannot open the study storage {url!r}: {type(e).__name__}: {str(e)[:160]}",
+                "pass an Optuna RDB URL such as sqlite:///runs/x/study.db or postgresql://user@host/db",
+            ) from None
+
+
+class SearchStudy:
+    """One persisted study plus the config-hash cache. ``cache_from`` lends other studies' results."""
+
+    def __init__(
+        self,
+        storage: str,
+        *,
+        fingerprint: str,
+        name: str = STUDY_NAME,
+        sampler: Any = None,
+        pruner: Any = None,
+        cache_from: tuple[SearchStudy, ...] = (),
+        create: bool = True,
+        recover: bool = True,
+    ) -> None:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.storage_url = storage
+        self.fingerprint = fingerprint
+        self._storage = make_storage(storage)
+        if not create and name not in [s.study_name for s in optuna.get_all_study_summaries(self._storage)]:
+            raise ConfigError(f"no study named {name!r} in {storage}", "check the path or --storage URL")
+        self.study = optuna.create_study(
+            storage=self._storage,
+            study_name=name,
+            direction="minimize",
+            sampler=sampler,
+            pruner=pruner,
+            load_if_exists=True,
+        )
+        stored = self.study.user_attrs.get("fingerprint")
+        if stored is None:
+            self.study.set_user_attr("fingerprint", fingerprint)
+        elif fingerprint and stored != fingerprint:
+            raise ConfigError(
+                "this study was run with another model, data or training settings",
+                "resume with the same options, or start a new study with another --out",
+            )
+        self.cache_from = cache_from
+        self._cache: dict[str, TrialRecord] = {}
+        # A reader (the report) leaves trials as they are; a worker frees those of dead workers first.
+        self.recovered = self.recover() if recover else []
+
+    # -- reading ---------------------------------------------------------------------------------
+    def records(self) -> list[TrialRecord]:
+        return [_record(t) for t in self.study.get_trials(deepcopy=False)]
+
+    def finished(self) -> list[TrialRecord]:
+        """Trials with a stored result, in order (cache hits included)."""
+        return [r for r in self.records() if r.result is not None and r.state != "RUNNING"]
+
+    def lookup(self, key: str, *, accept_pruned: bool = False, borrow: bool = True) -> tuple[TrialRecord, bool] | None:
+        """The finished run with this key: ``(record, from_this_study)``, or None.
+
+        A pruned run answers only a pruning request in its own study: anywhere else it is no result."""
+        if key not in self._cache:
+            for rec in self.finished():
+                known = self._cache.get(rec.key or "")
+                if rec.key and rec.cached_study != "self" and (known is None or _pruned(known)):
+                    self._cache[rec.key] = rec
+        mine = self._cache.get(key)
+        if mine is not None and (accept_pruned or not _pruned(mine)):
+            return mine, True
+        for other in self.cache_from if borrow else ():
+            hit = other.lookup(key, borrow=False)  # one hop: studies may lend to each other
+            if hit is not None:
+                return hit[0], False
+        return None
+
+    def tokens(self, *, borrowed: bool = False) -> int:
+        """Training tokens this study's runs took. ``borrowed``: also count results lent by ``cache_from``
+        (what the strategy would have trained alone); repeats inside this study never count twice."""
+        allowed = (None, "other") if borrowed else (None,)
+        return sum(r.tokens for r in self.finished() if r.cached_study in allowed)
+
+    # -- recovery --------------------------------------------------------------------------------
+    def recover(self) -> list[int]:
+        """Mark FAIL the RUNNING trials of dead workers; return their numbers."""
+        import optuna
+        from optuna.trial import TrialState
+
+        failed = []
+        me = _host()
+        for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            host, _, pid = str(t.user_attrs.get("worker", "")).rpartition(":")
+            if host == me and pid.isdigit() and not _alive(int(pid)):
+                try:
+                    self._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
+                    failed.append(t.number)
+                except optuna.exceptions.UpdateFinishedTrialError:
+                    pass
+        before = {t.number for t in self.study.get_trials(deepcopy=False, states=(TrialState.FAIL,))}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # flagged experimental
+            optuna.storages.fail_stale_trials(self.study)  # other machines' workers, by heartbeat
+        after = {t.number for t in self.study.get_trials(deepcopy=False, states=(TrialState.FAIL,))}
+        return sorted(set(failed) | (after - before))
+
+    # -- running ---------------------------------------------------------------------------------
+    def ask(self) -> optuna.trial.Trial:
+        with warnings.catch_warnings():
+            # Optuna warns that heartbeats are meant for Study.optimize; we record them ourselves.
+            warnings.simplefilter("ignore", UserWarning)
+            trial = self.study.ask()
+        # Name the worker at once, so a crash at any later point leaves a trial recover() can free.
+        trial.set_user_attr("worker", f"{_host()}:{os.getpid()}")
+        return trial
+
+    def run(
+        self, config: RunConfig, objective: Objective, *, trial: optuna.trial.Trial | None = None, prune: bool = False
+    ) -> TrialRecord:
+        """Run ``config`` once per study lifetime: a cached result is returned (and recorded as a trial
+        pointing at its source, so every strategy's request shows up in its own study)."""
+        from optuna.trial import TrialState
+
+        key = config.key(self.fingerprint)
+        found = self.lookup(key, accept_pruned=prune)
+        trial = trial or self.ask()
+        _set_config_attrs(trial, config, key)
+        hit_result = found[0].result if found is not None else None
+        if found is not None and hit_result is not None:
+            hit, mine = found
+            trial.set_user_attr("cached_from", hit.number)
+            trial.set_user_attr("cached_study", "self" if mine else "other")
+            trial.set_user_attr("result", hit_result.to_dict())
+            self._tell(trial, hit_result)
+            return _record(self.study._storage.get_trial(trial._trial_id))
+
+        def on_eval(step: int, val_loss: float) -> bool:
+            if not prune or not math.isfinite(val_loss):
+                return False
+            trial.report(val_loss, step)
+            return bool(trial.should_prune())
+
+        try:
+            with _heartbeat(self._storage, trial._trial_id):
+                result = objective(config, on_eval)
+        except BaseException:
+            # Ctrl-C or a bug: leave no RUNNING trial behind (the config runs again next time).
+            self.study.tell(trial, state=TrialState.FAIL)
+            raise
+        trial.set_user_attr("result", result.to_dict())
+        self._tell(trial, result)
+        rec = _record(self.study._storage.get_trial(trial._trial_id))
+        self._cache[key] = rec
+        return rec
+
+    def _tell(self, trial: optuna.trial.Trial, result: TrialResult) -> None:
+        from optuna.trial import TrialState
+
+        loss = result.val_loss_after
+        if result.status == "ok" and loss is not None and math.isfinite(loss):
+            self.study.tell(trial, loss)
+        elif result.status == "pruned":
+            self.study.tell(trial, state=TrialState.PRUNED)
+        else:  # diverged or failed: a real, finished outcome that the sampler must not model
+            self.study.tell(trial, state=TrialState.FAIL)
+
+
+def _pruned(rec: TrialRecord) -> bool:
+    return rec.result is not None and rec.result.status == "pruned"
+
+
+def _set_config_attrs(trial: Any, config: RunConfig, key: str) -> None:
+    trial.set_user_attr("key", key)
+    trial.set_user_attr("variant", config.variant.to_dict())
+    trial.set_user_attr("learning_rate", config.learning_rate)
+    trial.set_user_attr("stage", config.stage)
+    trial.set_user_attr("worker", f"{_host()}:{os.getpid()}")
+
+
+def _record(t: Any) -> TrialRecord:
+    ua = t.user_attrs
+    return TrialRecord(
+        number=t.number,
+        state=t.state.name,
+        key=ua.get("key"),
+        variant=Variant.from_dict(ua["variant"]) if "variant" in ua else None,
+        learning_rate=ua.get("learning_rate"),
+        stage=ua.get("stage", ""),
+        result=TrialResult.from_dict(ua["result"]) if "result" in ua else None,
+        cached_from=ua.get("cached_from"),
+        cached_study=ua.get("cached_study"),
+    )
+
+
+def _host() -> str:
+    return socket.gethostname()
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (killed, not yet reaped by its parent) still answers signal 0.
+    try:
+        return Path(f"/proc/{pid}/status").read_text().find("State:\tZ") < 0
+    except OSError:
+        return True
+
+
+@contextmanager
+def _heartbeat(storage: Any, trial_id: int) -> Iterator[None]:
+    """Record Optuna heartbeats while a trial trains, so other workers can tell a dead one from a slow one."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while True:
+            with contextlib.suppress(Exception):  # a storage hiccup must not kill training; the next beat retries
+                storage.record_heartbeat(trial_id)
+            if stop.wait(HEARTBEAT_S):
+                return
+
+    thread = threading.Thread(target=beat, name="loratune-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
