@@ -169,7 +169,9 @@ def run_search(
     from loratune.search.optuna_strategy import make_sampler_and_pruner
     from loratune.search.space import parse_module_sets
     from loratune.trial import TrainSettings, TrialRunner
+    from loratune.trial.runner import quiet_libraries
 
+    quiet_libraries()
     source = resolve_source(o["model"])
     anatomy = load_anatomy(source)
     module_sets = parse_module_sets(o["modules"])
