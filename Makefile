@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.loratune-installed
 # The pure modules (no torch) are type-checked strictly enough to matter.
-MYPY_PATHS := src/loratune/anatomy src/loratune/budget src/loratune/advise src/loratune/export src/loratune/data src/loratune/search src/loratune/report src/loratune/units.py src/loratune/errors.py
+MYPY_PATHS := src/loratune/anatomy src/loratune/budget src/loratune/advise src/loratune/export src/loratune/data src/loratune/search src/loratune/report src/loratune/units.py src/loratune/errors.py src/loratune/paths.py
 
 .PHONY: install demo test lint bench clean
 

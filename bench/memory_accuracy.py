@@ -147,7 +147,7 @@ def table(rows: list[dict[str, Any]]) -> str:
 def main() -> None:
     import torch
 
-    from loratune.cli.common import write_atomic
+    from loratune.paths import write_atomic
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="4 rows only")

@@ -29,6 +29,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from loratune.paths import write_atomic
 from loratune.search import (
     LRPlan,
     OptunaOptions,
@@ -248,7 +249,7 @@ def main() -> int:
     # the headline is what `loratune search` does: start from the recommendation
     result["strategies"] = {k: v for k, v in by_baseline["recommended"].items() if k != "baseline"}
     result["by_baseline"] = by_baseline
-    _write_atomic(args.out, json.dumps(result, indent=2) + "\n")
+    write_atomic(args.out, json.dumps(result, indent=2) + "\n")
     log(f"wrote {args.out}")
     print(json.dumps(result, indent=2))
     return 0
@@ -271,13 +272,6 @@ def _torch_threads() -> int:
     import torch
 
     return torch.get_num_threads()
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 if __name__ == "__main__":

@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 
+from loratune.paths import write_atomic
 from loratune.report import load_study, write_report
 from loratune.search import LRPlan, SearchStudy, StagedOptions, StagedSearch, Variant, default_storage
-from loratune.search.final import SEARCH_JSON, best_config, write_atomic, write_outputs
+from loratune.search.final import SEARCH_JSON, best_config, write_outputs
 from loratune.trial.types import TrialResult
 
 

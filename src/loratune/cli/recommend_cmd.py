@@ -13,10 +13,11 @@ from rich.table import Table
 from loratune.advise import GOALS, METHOD_CHOICES, PRESETS, RULE_SETS, AdviceInputs, Recommendation, recommend
 from loratune.advise.datasize import count_data
 from loratune.advise.tasks import TASK_CLASSES
-from loratune.cli.common import JsonOpt, ModelArg, console, err_console, print_json, warn_lines, write_atomic
+from loratune.cli.common import JsonOpt, ModelArg, console, err_console, print_json, warn_lines
 from loratune.errors import ConfigError
 from loratune.export import FORMATS, export_config
 from loratune.models import load_anatomy, resolve_source
+from loratune.paths import write_atomic
 from loratune.units import fmt_bytes, fmt_count, parse_bytes, parse_int_list
 
 

@@ -20,7 +20,8 @@ from rich.table import Table
 
 from loratune.cli.common import ModelArg, console, err_console
 from loratune.errors import ConfigError
-from loratune.search.final import SEARCH_JSON, write_atomic
+from loratune.paths import write_atomic
+from loratune.search.final import SEARCH_JSON
 
 STRATEGIES = ("staged", "optuna")
 

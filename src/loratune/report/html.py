@@ -152,16 +152,14 @@ def _trials_section(data: StudyData) -> list[str]:
 
 def write_report(data: StudyData, out_dir: Path) -> list[Path]:
     """``report.html`` plus the PNGs beside it; returns the paths written."""
-    from loratune.search.final import write_atomic
+    from loratune.paths import write_atomic
 
     figures = build_figures(data)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for name, png in figures.items():
         path = out_dir / name
-        tmp = path.with_name(f".{name}.tmp")
-        tmp.write_bytes(png)
-        tmp.replace(path)
+        write_atomic(path, png)
         written.append(path)
     page = out_dir / "report.html"
     write_atomic(page, render(data, figures))

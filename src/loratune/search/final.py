@@ -4,30 +4,16 @@ it), the exports (PEFT, Axolotl, ...) and, with ``--train-final``, the trained a
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from loratune.errors import ConfigError
+from loratune.paths import write_atomic
 from loratune.search.staged import SearchOutcome
 from loratune.search.study import SearchStudy
 
 BEST_CONFIG = "best_config.json"
 SEARCH_JSON = "search.json"
-
-
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; these are ordinary output files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def peft_config(anatomy: Any, variant: Any) -> dict[str, Any]:
