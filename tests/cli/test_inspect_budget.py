@@ -81,3 +81,11 @@ def test_models_lists_catalog() -> None:
     p = run("models", "--json")
     names = {r["name"] for r in json.loads(p.stdout)}
     assert {"gpt2", "llama-2-70b", "smollm2-135m"} <= names
+
+
+def test_budget_alpha_defaults_to_twice_r() -> None:
+    """The seed's rule 1 (000 §2.2): alpha = 2·r unless given."""
+    data = json.loads(run("budget", "smollm2-135m", "--r", "32", "--json").stdout)
+    assert data["peft_config"]["lora_alpha"] == 64
+    data = json.loads(run("budget", "smollm2-135m", "--r", "32", "--alpha", "32", "--json").stdout)
+    assert data["peft_config"]["lora_alpha"] == 32

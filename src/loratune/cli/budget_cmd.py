@@ -46,7 +46,9 @@ def _pattern(text: str | None, what: str) -> dict[str, int]:
 def budget(
     model: ModelArg,
     r: Annotated[int, typer.Option("--r", help="LoRA rank (AdaLoRA: init_r).")] = 8,
-    alpha: Annotated[float, typer.Option("--alpha", help="lora_alpha (scaling = alpha / r).")] = 16,
+    alpha: Annotated[
+        float | None, typer.Option("--alpha", help="lora_alpha (scaling = alpha / r); default 2·r (seed 000 §2.2).")
+    ] = None,
     targets: Annotated[
         str,
         typer.Option(
@@ -102,7 +104,7 @@ def budget(
             include_embeddings=embeddings,
         ),
         r=r,
-        alpha=alpha,
+        alpha=alpha if alpha is not None else 2.0 * r,
         method=method,
         rank_pattern=_pattern(rank_pattern, "--rank-pattern"),
         alpha_pattern={k: float(v) for k, v in _pattern(alpha_pattern, "--alpha-pattern").items()},
