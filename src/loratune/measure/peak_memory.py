@@ -264,19 +264,13 @@ class MeasuredMemory:
 
 
 def wrap_with_peft(model: Any, spec: AdapterSpec, anatomy: Any | None = None) -> Any:
-    """``get_peft_model`` with the config loratune reasons about (targets resolved like PEFT does)."""
-    from peft import AdaLoraConfig, LoraConfig, get_peft_model
-
+    """``get_peft_model`` exactly as a trial builds it (one place decides the PEFT config)."""
     from loratune.anatomy.extract import anatomy_from_model
-    from loratune.anatomy.targets import resolve
+    from loratune.trial.loop import build_peft_model
 
     anatomy = anatomy or anatomy_from_model(model, source="measured")
-    res = resolve(anatomy, spec.targets)
-    kw = spec.peft_kwargs(res.peft_target_modules)
-    if spec.method == "adalora":
-        kw.setdefault("total_step", 1000)
-        return get_peft_model(model, AdaLoraConfig(task_type="CAUSAL_LM", **kw))
-    return get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", **kw))
+    peft_model, _warnings = build_peft_model(model, anatomy, spec, total_steps=1000, extra=None)
+    return peft_model
 
 
 def measure_training_peak(
