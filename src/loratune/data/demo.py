@@ -15,18 +15,16 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
-import os
 import platform
 import random
 import re
-import tempfile
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from loratune.errors import DataError
-from loratune.paths import cache_dir
+from loratune.paths import cache_dir, write_atomic
 
 BUILDER_VERSION = 1  # bump when the extraction rules change, so stale caches are not reused
 SEED = 0
@@ -91,15 +89,8 @@ def _cached(stem: str, build: Callable[[], list[dict[str, str]]]) -> Path:
     if path.is_file():
         return path
     rows = build()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{stem}-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for row in rows:
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
-        os.replace(tmp, path)  # atomic: a concurrent reader sees the old state or the whole file
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # atomic: a concurrent reader sees no file or the whole file
+    write_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
     return path
 
 

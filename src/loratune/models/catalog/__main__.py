@@ -6,13 +6,13 @@ Run after adding a catalog entry or upgrading transformers; tests fail until the
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
 from loratune.anatomy.snapshot import to_snapshot
 from loratune.models.catalog import catalog_config, catalog_names
 from loratune.models.skeleton import anatomy_from_config
+from loratune.paths import write_atomic
 
 
 def main() -> None:
@@ -21,9 +21,7 @@ def main() -> None:
     for name in catalog_names():
         anatomy = anatomy_from_config(catalog_config(name), source=name)
         path = out_dir / f"{name}.json"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(to_snapshot(anatomy), indent=1) + "\n")
-        os.replace(tmp, path)
+        write_atomic(path, json.dumps(to_snapshot(anatomy), indent=1) + "\n")
         print(f"{name}: {len(anatomy.modules)} modules, {anatomy.total_params:,} params", file=sys.stderr)
 
 
