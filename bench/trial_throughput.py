@@ -5,7 +5,11 @@ One run, one process, the same machine state for all arms, on SmolLM2-135M-Instr
       full ``[batch, seq, vocab]`` logits, fused AdamW, cosine schedule);
   (b) loratune's trial loop (bf16 frozen base with fp32 LoRA weights under autocast, length-grouped
       batches, logits only at label positions, eager attention for short rows);
-  (c) loratune's loop in fp32, to separate the bf16 effect on the loss from everything else.
+  (c) loratune's loop in fp32, to separate the bf16 effect on the loss from everything else;
+  (d) the ceiling: forward + backward of the frozen base alone (no LoRA, dropout or optimizer) over
+      the same batches and kernels, eager: no LoRA loop can reach a higher roofline fraction;
+  (e) the same compiled with torch.compile per decoder layer (compile time reported, not counted):
+      what fusing the element-wise work into the matmul-bound kernels would buy.
 Same LoRA config, data (demo QA, chat template, prompt masked), batch size, steps, schedule and seed;
 both use the same number of threads. Tokens are real (non-padding) tokens of the batches trained on.
 
@@ -18,7 +22,7 @@ FLOP/s. Step FLOPs, per micro-batch of T real tokens, L label tokens and rows of
 The same formula is applied to the Trainer's tokens (its extra padded positions and full-vocab logits
 are waste, not useful work), so the two FLOP/s figures compare like with like.
 
-    .venv/bin/python bench/trial_throughput.py            # ~4–5 min on 2 idle cores
+    .venv/bin/python bench/trial_throughput.py            # ~4 min on 2 idle cores
     .venv/bin/python bench/trial_throughput.py --steps 3  # smoke run (results not written)
 
 Writes bench/results/trial_throughput.json.
@@ -189,6 +193,70 @@ def run_loratune(
     }
 
 
+def run_frozen_base(runner: Any, args: argparse.Namespace, train: list[Any], compiled: bool) -> dict[str, Any]:
+    """(d)/(e) The ceiling: forward + backward of the frozen base alone over the same batches.
+
+    No LoRA, no dropout, no optimizer: activation gradients flow from the loss (logits at label
+    positions, as in the trial) to the input embeddings, which is exactly the frozen-linear,
+    LM-head and attention work the FLOP formula counts. A LoRA trial does all of this and more, so
+    its roofline fraction cannot exceed this one's on the same kernels. ``compiled`` runs each
+    decoder layer through torch.compile (inductor); the compile time is reported, not counted.
+    """
+    import torch
+
+    from loratune.trial import TrainSettings
+    from loratune.trial.fused_norm import fused_rms_norm
+    from loratune.trial.loop import micro_batches
+    from loratune.trial.loss import split_decoder_head
+    from loratune.trial.speed import autocast, choose_attention, use_attention
+
+    model = runner.model
+    decoder, head = split_decoder_head(model)
+    settings = TrainSettings(batch_size=args.batch_size, max_length=args.max_length, seed=args.seed)
+    stream = micro_batches(train, settings, runner.tokenizer.pad_token_id)
+    batches = [next(stream) for _ in range(args.steps)]
+    layers = list(decoder.layers)
+
+    def step(b: Any) -> None:
+        with autocast("bf16", "cpu"):
+            embeds = decoder.embed_tokens(b.input_ids).detach().requires_grad_(True)
+            hidden = decoder(inputs_embeds=embeds, attention_mask=b.attention_mask, use_cache=False).last_hidden_state
+            keep = b.labels[:, 1:] != -100
+            logits = head(hidden[:, :-1][keep])
+            loss = torch.nn.functional.cross_entropy(logits.float(), b.labels[:, 1:][keep], reduction="sum")
+        loss.backward()
+
+    longest = max(b.input_ids.shape[1] for b in batches)
+    compile_seconds = None
+    with use_attention(model, choose_attention(longest, "cpu")), fused_rms_norm(model):
+        try:
+            if compiled:
+                for layer in layers:
+                    layer.compile(dynamic=True)
+                t0 = time.perf_counter()
+                for b in batches[:2]:  # compiles once for all 30 identical layers (dynamic sequence length)
+                    step(b)
+                compile_seconds = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            for b in batches:
+                step(b)
+            seconds = time.perf_counter() - t0
+        finally:
+            if compiled:
+                import torch._dynamo
+
+                for layer in layers:
+                    layer._compiled_call_impl = None  # back to eager for anything after
+                torch._dynamo.reset()
+    return {
+        "compiled": compiled,
+        "tokens": sum(b.tokens for b in batches),
+        "train_seconds": round(seconds, 3),
+        "tokens_per_second": sum(b.tokens for b in batches) / seconds,
+        "compile_seconds": None if compile_seconds is None else round(compile_seconds, 1),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--steps", type=int, default=30)
@@ -200,6 +268,7 @@ def main() -> None:
     ap.add_argument("--val", type=int, default=64)
     ap.add_argument("--threads", type=int, default=None, help="Both arms (default: every usable CPU).")
     ap.add_argument("--no-fp32", action="store_true", help="Skip arm (c), loratune in fp32.")
+    ap.add_argument("--no-ceiling", action="store_true", help="Skip arms (d, e), the frozen base alone.")
     ap.add_argument("--force", action="store_true", help="Write the results even if the machine was busy.")
     args = ap.parse_args()
     started = time.perf_counter()
@@ -233,6 +302,13 @@ def main() -> None:
     ours = run_loratune(runner, spec, args, "bf16", train, val)
     load["after_loratune"] = os.getloadavg()[0]
     fp32 = None if args.no_fp32 else run_loratune(runner, spec, args, "fp32", train, val)
+    ceiling = {}
+    if not args.no_ceiling:
+        ceiling["frozen_base_eager"] = run_frozen_base(runner, args, train, compiled=False)
+        try:
+            ceiling["frozen_base_compiled"] = run_frozen_base(runner, args, train, compiled=True)
+        except Exception as e:  # no C++ compiler, or an inductor limitation on this machine
+            ceiling["frozen_base_compiled"] = {"error": f"{type(e).__name__}: {e}"[:300]}
     load["end"] = os.getloadavg()[0]
 
     # One epoch over exactly these examples in both arms (steps × batch size = len(train)).
@@ -240,6 +316,10 @@ def main() -> None:
     ours["achieved_flops_per_second"] = flops / ours["train_seconds"]
     trainer["achieved_flops_per_second"] = flops / trainer["train_seconds"]
     gemm = shape_rate(torch.bfloat16, 560, cfg.hidden_size, cfg.intermediate_size)
+    base_flops = useful_flops(train, cfg, n_linear, 0)
+    for arm in ceiling.values():
+        if "train_seconds" in arm:
+            arm["roofline_fraction"] = base_flops / arm["train_seconds"] / peaks["bf16"]
     result = {
         "speedup": ours["tokens_per_second"] / trainer["tokens_per_second"],
         "roofline_fraction": ours["achieved_flops_per_second"] / peaks["bf16"],
@@ -256,6 +336,7 @@ def main() -> None:
         "matmul_peak_flops": peaks,
         "model_gemm_flops_bf16": gemm,
         "useful_flops_per_run": flops,
+        "ceiling": ceiling or None,
         "trainer": trainer,
         "loratune": ours,
         "loratune_fp32": fp32,
@@ -300,6 +381,8 @@ def main() -> None:
         f"speedup {result['speedup']:.2f}x  roofline {result['roofline_fraction']:.2f}  "
         f"loss gap {result['loss_rel_gap']:.4f}  ({result['bench_seconds']:.0f} s)"
     )
+    for name, arm in ceiling.items():
+        print(f"ceiling {name}: roofline {arm.get('roofline_fraction', float('nan')):.2f}  {arm}")
     print(text if args.steps < 20 else f"wrote {RESULTS}")
 
 

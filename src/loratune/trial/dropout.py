@@ -1,12 +1,12 @@
-"""Dropout whose mask costs ~5× less to draw on the CPU than ``nn.Dropout``'s.
+"""Dropout whose mask costs ~3× less to draw on the CPU than ``nn.Dropout``'s.
 
 ``nn.Dropout`` draws one Bernoulli sample per element through the Mersenne Twister: on SmolLM2's
 LoRA inputs ([8, 70, 576] bf16, 120 adapter inputs per step) that was 12 % of a training step's CPU
-time (profiled). Here the generator fills int64 words instead (one draw per 4 elements), each
-sliced into four 16-bit lanes; the low 15 bits of a lane are uniform on [0, 32768), and an element
-is kept when its lane is >= p·32768. Same distribution as ``nn.Dropout`` up to p rounded to 1/32768
-(0.05 → 0.04999), same torch generator (so ``torch.manual_seed`` makes it reproducible), same
-inverted scaling by 1/(1-p). Computed in the input's dtype, like ``nn.Dropout``.
+time (profiled). Here the generator fills int64 words over their full range instead (one draw per
+4 elements), each read as four uniform 16-bit lanes; an element is kept when its lane, a signed
+value in [-32768, 32768), is >= p·65536 - 32768. Same distribution as ``nn.Dropout`` up to p rounded
+to 1/65536 (0.05 → 0.0500030...), same torch generator (so ``torch.manual_seed`` makes it
+reproducible), same inverted scaling by 1/(1-p). Computed in the input's dtype, like ``nn.Dropout``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,18 @@ from typing import Any
 import torch
 from torch import nn
 
-LANES = 32768  # 15 uniform bits per 16-bit lane
+LANES = 65536  # values of a 16-bit lane
+
+
+def keep_mask(shape: torch.Size | tuple[int, ...], p: float, device: Any = None) -> torch.Tensor:
+    """Bool tensor of ``shape``, each element True with probability 1 - p (p rounded to 1/65536)."""
+    n = 1
+    for s in shape:
+        n *= s
+    # random_(int64 min, None) draws the full 64-bit range; plain random_() leaves the top bit 0.
+    words = torch.empty((n + 3) // 4, dtype=torch.int64, device=device).random_(-(2**63), None)
+    lanes = words.view(torch.int16)[:n].view(shape)
+    return lanes >= round(p * LANES) - LANES // 2
 
 
 class FastDropout(nn.Module):
@@ -25,18 +36,13 @@ class FastDropout(nn.Module):
         if not 0 <= p < 1:
             raise ValueError(f"dropout probability must be in [0, 1), got {p}")
         self.p = p
-        self.threshold = round(p * LANES)
         self.scale = 1.0 / (1.0 - p)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.threshold == 0:
+        if not self.training or round(self.p * LANES) == 0:
             return x
-        n = x.numel()
-        words = torch.empty((n + 3) // 4, dtype=torch.int64, device=x.device).random_()
-        lanes = words.view(torch.int16)[:n].view(x.shape)
-        keep = torch.bitwise_and(lanes, LANES - 1) >= self.threshold
         # where() instead of x * keep: a bf16 × bool product takes a slow type-promotion path.
-        return torch.where(keep, x * self.scale, 0.0)
+        return torch.where(keep_mask(x.shape, self.p, x.device), x * self.scale, 0.0)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"

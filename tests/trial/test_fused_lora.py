@@ -1,0 +1,144 @@
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from loratune.trial.dropout import keep_mask
+from loratune.trial.fused_lora import LoraLinearFunction, fusable, restore_forward, use_fused_lora
+
+from .conftest import tiny_llama
+
+
+def _peft(model, **kw):
+    from peft import LoraConfig, get_peft_model
+
+    cfg = {"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj", "down_proj"], "lora_dropout": 0.0}
+    cfg.update(kw)
+    pm = get_peft_model(model, LoraConfig(**cfg))
+    for name, p in pm.named_parameters():
+        if "lora_B" in name:  # B starts at zero; a random B makes the LoRA path visible in outputs
+            with torch.no_grad():
+                p.normal_(0, 0.5)
+    return pm
+
+
+def _node_names(t):
+    seen, todo, names = set(), [t.grad_fn], set()
+    while todo:
+        fn = todo.pop()
+        if fn is None or fn in seen:
+            continue
+        seen.add(fn)
+        names.add(type(fn).__name__)
+        todo.extend(f for f, _ in fn.next_functions)
+    return names
+
+
+def _loss_and_grads(pm, ids):
+    pm.zero_grad(set_to_none=True)
+    out = pm(input_ids=ids, labels=ids)
+    _loss_and_grads.nodes = _node_names(out.loss)
+    out.loss.backward()
+    grads = {n: p.grad.clone() for n, p in pm.named_parameters() if p.requires_grad}
+    return out.loss.detach(), out.logits.detach(), grads
+
+
+def test_same_loss_logits_and_gradients_as_peft_in_fp32():
+    torch.manual_seed(0)
+    pm = _peft(tiny_llama()).train()  # the fused path is the training path
+    ids = torch.randint(2, 128, (3, 17))
+    ref_loss, ref_logits, ref_grads = _loss_and_grads(pm, ids)
+    assert "LoraLinearFunctionBackward" not in _loss_and_grads.nodes
+    assert use_fused_lora(pm) == 6  # q, v, down × 2 layers
+    loss, logits, grads = _loss_and_grads(pm, ids)
+    assert "LoraLinearFunctionBackward" in _loss_and_grads.nodes
+    assert loss.item() == pytest.approx(ref_loss.item(), rel=1e-6)
+    torch.testing.assert_close(logits, ref_logits, rtol=1e-5, atol=1e-5)
+    assert grads.keys() == ref_grads.keys() and len(grads) == 12
+    for name in grads:
+        torch.testing.assert_close(grads[name], ref_grads[name], rtol=1e-4, atol=1e-6, msg=name)
+    restore_forward(pm)
+    assert _loss_and_grads(pm, ids)[0].item() == ref_loss.item()
+
+
+def test_bf16_base_with_fp32_lora_matches_peft_under_autocast():
+    from peft.helpers import disable_input_dtype_casting
+
+    torch.manual_seed(0)
+    pm = _peft(tiny_llama().to(torch.bfloat16)).train()  # get_peft_model keeps LoRA in fp32 (autocast_adapter_dtype)
+    assert next(p for n, p in pm.named_parameters() if "lora_A" in n).dtype == torch.float32
+    ids = torch.randint(2, 128, (2, 11))
+    with torch.autocast("cpu", dtype=torch.bfloat16), disable_input_dtype_casting(pm):
+        ref_loss, _, ref_grads = _loss_and_grads(pm, ids)
+        use_fused_lora(pm)
+        loss, _, grads = _loss_and_grads(pm, ids)
+    assert loss.item() == pytest.approx(ref_loss.item(), rel=2e-2)
+    for name in grads:
+        assert grads[name].dtype == torch.float32
+        cos = torch.nn.functional.cosine_similarity(grads[name].flatten(), ref_grads[name].flatten(), dim=0)
+        assert cos > 0.99, name
+
+
+def test_dropout_matches_the_same_mask_applied_by_hand():
+    torch.manual_seed(3)
+    x = torch.randn(5, 7, 32, requires_grad=True)
+    w, a, b = torch.randn(24, 32), torch.randn(4, 32, requires_grad=True), torch.randn(24, 4, requires_grad=True)
+    p, scaling = 0.3, 2.0
+    torch.manual_seed(9)
+    y = LoraLinearFunction.apply(x, w, None, a, b, scaling, p)
+    y.square().sum().backward()
+    got = (x.grad.clone(), a.grad.clone(), b.grad.clone())
+    x.grad = a.grad = b.grad = None
+    torch.manual_seed(9)
+    keep = keep_mask((35, 32), p).view(5, 7, 32)  # the same draw from the same generator state
+    ref = x @ w.t() + (torch.where(keep, x / (1 - p), 0.0) @ a.t()) @ b.t() * scaling
+    torch.testing.assert_close(y, ref, rtol=1e-5, atol=1e-5)
+    ref.square().sum().backward()
+    for g, r in zip(got, (x.grad, a.grad, b.grad), strict=True):
+        torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-4)
+
+
+def test_eval_mode_is_peft_forward_and_training_drops_out():
+    pm = _peft(tiny_llama(), lora_dropout=0.5)
+    ids = torch.randint(2, 128, (2, 9))
+    with torch.no_grad():
+        before = pm.eval()(input_ids=ids).logits
+        use_fused_lora(pm)
+        assert torch.equal(pm(input_ids=ids).logits, before)  # eval: PEFT's own forward, bit for bit
+        pm.train()
+        assert not torch.equal(pm(input_ids=ids).logits, pm(input_ids=ids).logits)
+
+
+def test_uncovered_layers_and_calls_keep_peft_forward():
+    from peft import LoraConfig, get_peft_model
+
+    from .conftest import tiny_gpt2
+
+    gpt = get_peft_model(tiny_gpt2(), LoraConfig(r=4, target_modules=["c_attn"], fan_in_fan_out=True))
+    assert use_fused_lora(gpt) == 0  # Conv1D base: PEFT's path
+    dora = get_peft_model(tiny_llama(), LoraConfig(r=4, target_modules=["q_proj"], use_dora=True))
+    assert use_fused_lora(dora) == 0
+    pm = _peft(tiny_llama()).train()
+    layer = pm.base_model.model.model.layers[0].self_attn.q_proj
+    assert fusable(layer)
+    use_fused_lora(pm)
+    ids = torch.randint(2, 128, (2, 9))
+    with torch.no_grad():
+        fused = pm(input_ids=ids).logits
+        with pm.disable_adapter():  # disabled adapters fall through to PEFT's forward
+            base = pm(input_ids=ids).logits
+    plain = copy.deepcopy(pm)
+    restore_forward(plain)
+    with torch.no_grad():
+        assert torch.allclose(plain(input_ids=ids).logits, fused, atol=1e-5)
+        with plain.disable_adapter():
+            assert torch.equal(plain(input_ids=ids).logits, base)
+
+
+def test_a_trainable_base_layer_is_not_fused():
+    pm = _peft(tiny_llama())
+    layer = pm.base_model.model.model.layers[0].self_attn.q_proj
+    layer.base_layer.weight.requires_grad_(True)
+    assert not fusable(layer)
+    assert isinstance(layer.base_layer, nn.Linear)
