@@ -142,3 +142,23 @@ def test_a_trainable_base_layer_is_not_fused():
     layer.base_layer.weight.requires_grad_(True)
     assert not fusable(layer)
     assert isinstance(layer.base_layer, nn.Linear)
+
+
+def test_gradient_checkpointing_recomputes_the_same_dropout_mask():
+    # Non-reentrant checkpointing re-runs each layer's forward in backward; torch restores the RNG
+    # state first, so the fused layer must draw the identical mask or the gradients would be wrong.
+    pm = _peft(tiny_llama(), lora_dropout=0.3).train()
+    use_fused_lora(pm)
+    ids = torch.randint(2, 128, (2, 15))
+    torch.manual_seed(5)
+    _, _, plain = _loss_and_grads(pm, ids)
+    pm.get_base_model().gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    torch.manual_seed(5)
+    _, _, ckpt = _loss_and_grads(pm, ids)
+    assert "LoraLinearFunctionBackward" in _loss_and_grads.nodes
+    assert pm.get_base_model().model.gradient_checkpointing
+    for name in plain:
+        torch.testing.assert_close(ckpt[name], plain[name], rtol=1e-5, atol=1e-6, msg=name)
+    torch.manual_seed(6)  # and a different seed really gives different gradients
+    _, _, other = _loss_and_grads(pm, ids)
+    assert not torch.allclose(other[next(iter(other))], plain[next(iter(plain))])
