@@ -152,3 +152,20 @@ def test_dora_and_adalora_run_under_bf16_autocast(tiny_tokenizer, method):
     assert res.status == "ok" and res.val_loss_after < res.val_loss_before
     assert res.extra["attention"] == "eager"  # short rows: the faster kernel (speed.EAGER_MAX_TOKENS)
     assert runner.model.config._attn_implementation == attn  # and the model's own setting is back
+
+
+def test_a_failure_while_setting_up_the_adapter_still_restores_the_base(llama_runner, monkeypatch):
+    import loratune.trial.loop as loop
+
+    before = _state(llama_runner.model)
+
+    def broken(peft_model):
+        raise RuntimeError("simulated failure after the adapter was attached")
+
+    monkeypatch.setattr(loop, "use_fused_lora", broken)
+    with pytest.raises(RuntimeError, match="simulated"):
+        llama_runner.run(_spec(), FAST, qa_examples(16, seed=1), None, progress=False)
+    after = llama_runner.model.state_dict()
+    assert after.keys() == before.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    assert not any("lora_" in name for name, _ in llama_runner.model.named_modules())
+    assert not hasattr(llama_runner.model, "peft_config")

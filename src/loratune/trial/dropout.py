@@ -24,10 +24,13 @@ def keep_mask(shape: torch.Size | tuple[int, ...], p: float, device: Any = None)
     n = 1
     for s in shape:
         n *= s
+    threshold = round(p * LANES) - LANES // 2
+    if threshold >= LANES // 2:  # p within 1/131072 of 1: no int16 lane reaches it, drop everything
+        return torch.zeros(shape, dtype=torch.bool, device=device)
     # random_(int64 min, None) draws the full 64-bit range; plain random_() leaves the top bit 0.
     words = torch.empty((n + 3) // 4, dtype=torch.int64, device=device).random_(-(2**63), None)
     lanes = words.view(torch.int16)[:n].view(shape)
-    return lanes >= round(p * LANES) - LANES // 2
+    return lanes >= threshold
 
 
 class FastDropout(nn.Module):
@@ -56,7 +59,7 @@ def use_fast_dropout(peft_model: Any) -> int:
         if not isinstance(dropouts, nn.ModuleDict):
             continue
         for name, d in list(dropouts.items()):
-            if type(d) is nn.Dropout and d.p > 0:
+            if type(d) is nn.Dropout and 0 < d.p < 1:  # p = 1 stays nn.Dropout (all zeros)
                 dropouts[name] = FastDropout(d.p)
                 swapped += 1
     return swapped

@@ -93,6 +93,7 @@ def fusable(module: nn.Module) -> bool:
         name not in module.lora_variant
         and module.lora_B[name].bias is None
         and type(dropout) in (nn.Dropout, FastDropout, nn.Identity)
+        and getattr(dropout, "p", 0.0) < 1  # p = 1 zeroes the LoRA input; c = scaling/(1-p) would not exist
     )
 
 
@@ -101,10 +102,12 @@ def _fused_forward(self: Any, x: torch.Tensor, *args: Any, **kwargs: Any) -> tor
     # Evaluation goes through PEFT's own forward, so every reported loss is the one a user gets
     # after loading the saved adapter with PEFT (the fused path rounds c·B to bf16 once, PEFT
     # rounds B and then the product: ~1e-3 relative apart in bf16).
-    covered = self.training and not (args or kwargs or self.disable_adapters or self.merged)
-    if not covered or list(self.active_adapters) != [name]:
-        return type(self).forward(self, x, *args, **kwargs)
     base = self.get_base_layer()
+    covered = self.training and not (args or kwargs or self.disable_adapters or self.merged)
+    # The backward gives the base no gradient: a base unfrozen after fusing goes through PEFT's path.
+    frozen = not any(t.requires_grad for t in base.parameters())
+    if not (covered and frozen) or list(self.active_adapters) != [name]:
+        return type(self).forward(self, x, *args, **kwargs)
     dropout = self.lora_dropout[name]
     p = float(getattr(dropout, "p", 0.0)) if dropout.training else 0.0
     # Our own casts replace autocast's: the function decides the dtype of every product itself.

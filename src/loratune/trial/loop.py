@@ -97,12 +97,12 @@ def run_trial(
         torch.manual_seed(settings.seed)
         peft_model, warnings = build_peft_model(base, anatomy, adapter, total_steps, peft_extra)
         result.extra["warnings"] = warnings
-        # One autograd node per plain LoRA linear instead of ~8 ops (fused_lora.py); same parameters.
-        # The layers it does not cover (DoRA, AdaLoRA, GPT-2's Conv1D) keep PEFT's forward with a
-        # dropout of the same distribution at ~half the CPU time (dropout.py).
-        result.extra["fused_lora_layers"] = use_fused_lora(peft_model)
-        use_fast_dropout(peft_model)
-        try:
+        try:  # from here on the base carries adapter layers: whatever happens, `cleanup` removes them
+            # One autograd node per plain LoRA linear instead of ~8 ops (fused_lora.py); same parameters.
+            # The layers it does not cover (DoRA, AdaLoRA, GPT-2's Conv1D) keep PEFT's forward with a
+            # dropout of the same distribution at ~half the CPU time (dropout.py).
+            result.extra["fused_lora_layers"] = use_fused_lora(peft_model)
+            use_fast_dropout(peft_model)
             # Under bf16 autocast PEFT need not cast activations to the fp32 adapter dtype (speed.autocast).
             with disable_input_dtype_casting(peft_model, active=settings.compute_dtype == "bf16"):
                 # ---- train
