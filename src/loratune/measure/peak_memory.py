@@ -280,10 +280,9 @@ def measure_training_peak(
     steps: int = 2,
     *,
     seed: int = 0,
-    wrapped: bool = False,
     warmup: bool = False,
 ) -> MeasuredMemory:
-    """Wrap ``model`` with PEFT (unless ``wrapped``), run ``steps`` forward/backward/optimizer steps on
+    """Wrap ``model`` with PEFT, run ``steps`` forward/backward/optimizer steps on
     random tokens of shape (batch_size, seq_len), and report the peak.
 
     The loop mirrors transformers' Trainer: ``loss = model(input_ids, labels=...).loss`` (the output
@@ -293,9 +292,9 @@ def measure_training_peak(
     timed, still inside the measurement) so that ``steps=1`` suffices on slow CPUs.
     The model is left wrapped and trained.
     """
-    import time
-
     import torch
+
+    from loratune.trial.loop import enable_checkpointing
 
     if steps < 1:
         raise ConfigError(f"steps must be at least 1, got {steps}", "use steps=2")
@@ -304,12 +303,11 @@ def measure_training_peak(
     device = settings.device
     if device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("CUDA is not available on this machine", "measure with device cpu")
-    peft_model = model if wrapped else wrap_with_peft(model, spec)
+    peft_model = wrap_with_peft(model, spec)
     peft_model.to(device)
     peft_model.train()
     if settings.grad_checkpointing:
-        # transformers 5 defaults to non-reentrant checkpointing, which needs no input-grad hook.
-        peft_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable_checkpointing(peft_model.get_base_model())
     params = [p for p in peft_model.parameters() if p.requires_grad]
     optimizer = _optimizer(settings.optimizer, params)
     vocab = peft_model.config.vocab_size

@@ -23,22 +23,12 @@ def load_search_data(
 ) -> SearchData:
     """Tokenize ``data`` (a file or ``demo``), split off 10 % for validation (seeded), keep ``val_examples``
     of it (the same subset for every run), and read reference text (``demo``, a file, or none)."""
-    from loratune.data import (
-        demo_reference_path,
-        load_examples,
-        resolve_data_arg,
-        split_train_val,
-        tokenize_examples,
-    )
+    from loratune.trial.data_prep import prepare, read
+    from loratune.trial.data_prep import reference as read_reference
 
-    path = resolve_data_arg(data)
-    tokenized = tokenize_examples(load_examples(path), tokenizer, max_length=max_length)
-    train, val = split_train_val(tokenized.examples, val_fraction=0.1, seed=seed)
+    prepared = prepare(read(data), tokenizer, max_length=max_length, val_fraction=0.1, seed=seed)
+    train, val = prepared.train, prepared.val
     if not train or not val:
-        raise DataError(f"{path} is too small to split into train and validation", "give at least 10 examples")
-    ref: list[Any] = []
-    if reference and reference.lower() != "none":
-        ref_path = demo_reference_path() if reference == "demo" else resolve_data_arg(reference)
-        examples = load_examples(ref_path, format="text")[:REFERENCE_LIMIT]
-        ref = list(tokenize_examples(examples, tokenizer, max_length=max_length).examples)
-    return SearchData(str(path), list(train), list(val[:val_examples]), ref)
+        raise DataError(f"{prepared.path} is too small to split into train and validation", "give at least 10 examples")
+    ref = read_reference(reference, tokenizer, max_length=max_length, limit=REFERENCE_LIMIT)
+    return SearchData(prepared.path, list(train), list(val[:val_examples]), ref)

@@ -43,9 +43,3 @@ def save_adapter(peft_model: Any, directory: Path, metrics: dict[str, Any]) -> P
         raise
     return directory
 
-
-def read_metrics(directory: Path) -> dict[str, Any]:
-    path = Path(directory) / METRICS_FILE
-    if not path.is_file():
-        raise TrialError(f"{directory} has no {METRICS_FILE}", "pass a directory written by `loratune train`")
-    return json.loads(path.read_text())

@@ -16,6 +16,8 @@ from loratune.trial.batching import IGNORE_INDEX, as_examples, iterate, usable
 from loratune.trial.loss import split_decoder_head, token_loss_sum
 from loratune.trial.speed import autocast, model_compute_dtype
 
+PUNCTUATION = frozenset(string.punctuation)
+
 
 def mean_loss(
     model: Any,
@@ -75,7 +77,7 @@ def safe_exp(loss: float | None) -> float | None:
 # articles a/an/the, collapse whitespace; F1 over the bag of remaining tokens.
 def normalize_answer(text: str) -> str:
     text = text.lower()
-    text = "".join(ch for ch in text if ch not in set(string.punctuation))
+    text = "".join(ch for ch in text if ch not in PUNCTUATION)
     text = re.sub(r"\b(a|an|the)\b", " ", text)
     return " ".join(text.split())
 

@@ -24,7 +24,7 @@ from loratune.anatomy.targets import resolve
 from loratune.budget import AdapterSpec
 from loratune.errors import ConfigError, DataError
 from loratune.trial.adapter_io import save_adapter
-from loratune.trial.batching import Batch, as_examples, collate, length_grouped_batches, usable
+from loratune.trial.batching import Batch, as_examples, iterate, usable
 from loratune.trial.dropout import use_fast_dropout
 from loratune.trial.evaluate import mean_loss, safe_exp
 from loratune.trial.fused_lora import use_fused_lora
@@ -166,18 +166,14 @@ def train_loop(
 ) -> None:
     """The optimizer steps; fills ``result`` (losses, tokens, speed, memory, status)."""
     if settings.grad_checkpointing:
-        # Non-reentrant checkpointing needs no input-requires-grad hook on the embeddings.
-        lm = peft_model.get_base_model()
-        if hasattr(lm, "activation_checkpointing_enable"):  # transformers 5 name; the old one warns
-            lm.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-        else:
-            lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable_checkpointing(peft_model.get_base_model())
     params = [p for p in peft_model.parameters() if p.requires_grad]
     result.trainable_params = sum(p.numel() for p in params)
     optimizer = make_optimizer(params, settings)
     scheduler = make_scheduler(optimizer, settings, total_steps)
     adalora = adapter.method == "adalora"
     orth_weight = float(peft_model.peft_config["default"].orth_reg_weight) if adalora else 0.0
+    orth_params = adalora_pq(peft_model) if orth_weight > 0 else []
     parts = split_decoder_head(peft_model)
     result.extra["logits_at_label_positions_only"] = parts is not None
 
@@ -204,7 +200,7 @@ def train_loop(
                 loss = loss_sum / n_labels
                 if orth_weight > 0:
                     # AdaLoRA [2303.10512] eq. 4: keep P and Q near-orthogonal (PEFT's AdaLoraModel.forward).
-                    loss = loss + orth_weight * orthogonal_regularizer(peft_model) / settings.grad_accum
+                    loss = loss + orth_weight * orthogonal_regularizer(orth_params) / settings.grad_accum
                 loss.backward()
                 loss_total += float(loss_sum.detach())
                 tokens += b.tokens
@@ -256,6 +252,14 @@ def train_loop(
         result.extra["thread_changes"] = [list(t) for t in tuner.trace]
 
 
+def enable_checkpointing(lm: Any) -> None:
+    """Non-reentrant activation checkpointing: it needs no input-requires-grad hook on the embeddings."""
+    if hasattr(lm, "activation_checkpointing_enable"):  # transformers 5 name; the old one warns
+        lm.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
 def build_peft_model(
     base: Any, anatomy: Anatomy, adapter: AdapterSpec, total_steps: int, extra: dict[str, Any] | None
 ) -> tuple[Any, list[str]]:
@@ -299,21 +303,26 @@ def micro_batches(examples: Sequence[Any], settings: TrainSettings, pad_id: int)
     """Endless stream of length-grouped batches, reshuffled each epoch."""
     epoch = 0
     while True:
-        for idx in length_grouped_batches(examples, settings.batch_size, seed=settings.seed + epoch):
-            yield collate([examples[i] for i in idx], settings.max_length, pad_id)
+        yield from iterate(examples, settings.batch_size, settings.max_length, pad_id, seed=settings.seed + epoch)
         epoch += 1
 
 
-def orthogonal_regularizer(peft_model: Any) -> torch.Tensor:
+def adalora_pq(peft_model: Any) -> list[tuple[bool, torch.Tensor]]:
+    """AdaLoRA's trainable Q (lora_A, flag True) and P (lora_B) matrices, found once per trial."""
+    return [
+        ("lora_A" in name, p)
+        for name, p in peft_model.named_parameters()
+        if ("lora_A" in name or "lora_B" in name) and p.requires_grad
+    ]
+
+
+def orthogonal_regularizer(pq: list[tuple[bool, torch.Tensor]]) -> torch.Tensor:
     """Mean ‖PᵀP − I‖_F over AdaLoRA's P (lora_B) and Q (lora_A) matrices, as PEFT computes it."""
     total: Any = 0.0
-    count = 0
-    for name, p in peft_model.named_parameters():
-        if ("lora_A" in name or "lora_B" in name) and p.requires_grad:
-            cov = p @ p.T if "lora_A" in name else p.T @ p
-            total = total + torch.linalg.matrix_norm(cov - torch.eye(cov.shape[0], dtype=cov.dtype))
-            count += 1
-    return total / max(count, 1)
+    for is_a, p in pq:
+        cov = p @ p.T if is_a else p.T @ p
+        total = total + torch.linalg.matrix_norm(cov - torch.eye(cov.shape[0], dtype=cov.dtype, device=cov.device))
+    return total / max(len(pq), 1)
 
 
 def cleanup(peft_model: Any) -> Any:
@@ -334,10 +343,8 @@ def cleanup(peft_model: Any) -> Any:
 
 
 def _peak_memory(device: str, track: list[Any]) -> Any:
-    try:
-        from loratune.measure.peak_memory import PeakMemory
-    except ImportError:
-        return None
+    from loratune.measure.peak_memory import PeakMemory
+
     return PeakMemory("cuda" if device.startswith("cuda") else "cpu", track=track)
 
 

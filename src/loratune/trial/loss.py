@@ -13,7 +13,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-IGNORE_INDEX = -100
+from loratune.trial.batching import IGNORE_INDEX
+
 # Architectures whose causal-LM forward is exactly ``logits = lm_head(decoder(x))`` (no logit
 # soft-capping or scaling), so splitting decoder and head gives the same logits.
 PLAIN_HEAD_TYPES = frozenset(

@@ -109,15 +109,6 @@ class TrialRunner:
             measure_memory=measure_memory,
         )
 
-    def perplexity(
-        self, data: Any, *, batch_size: int = 8, max_length: int = 512, compute_dtype: str | None = None
-    ) -> float | None:
-        """Perplexity of the base model on ``data`` (label tokens only)."""
-        from loratune.trial.evaluate import perplexity
-
-        model = self.model_for(compute_dtype or self.compute_dtype)
-        return perplexity(model, data, pad_id=self.tokenizer.pad_token_id, batch_size=batch_size, max_length=max_length)
-
     def _load(self, dtype: str) -> tuple[Any, Any]:
         from loratune.models.weights import load_model
 

@@ -35,6 +35,11 @@ def set_threads(n: int | None = None) -> int:
     return n
 
 
+def thread_options(cpus: int) -> tuple[int, ...]:
+    """Thread counts worth trying: all usable CPUs, half of them, one (most first)."""
+    return tuple(sorted({cpus, max(1, cpus // 2), 1}, reverse=True))
+
+
 def best_threads(candidates: tuple[int, ...] | None = None) -> int:
     """The thread count that runs a small training-like workload fastest right now (~0.2 s to find).
 
@@ -44,8 +49,7 @@ def best_threads(candidates: tuple[int, ...] | None = None) -> int:
     2 threads on 2 busy CPUs, one SmolLM2 step took 10–40 s against 2.5 s with 1 thread (1.2 s with 2
     threads on an idle machine). Fewer threads than CPUs is then faster; on an idle machine all win.
     """
-    cpus = usable_cpus()
-    options = candidates or tuple(sorted({cpus, max(1, cpus // 2), 1}, reverse=True))
+    options = candidates or thread_options(usable_cpus())
     if len(options) == 1:
         return options[0]
     before = torch.get_num_threads()
@@ -169,7 +173,7 @@ class ThreadTuner:
         cpus = usable_cpus()
         if os.environ.get("LORATUNE_THREADS") or cpus == 1:
             return None
-        return cls(tuple(sorted({cpus, max(1, cpus // 2), 1}, reverse=True)))
+        return cls(thread_options(cpus))
 
     def before_step(self) -> None:
         if not self.plan and self.step >= self.next_probe:
