@@ -40,6 +40,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from loratune.paths import write_atomic
+from loratune.trial.batching import IGNORE_INDEX
+
 RESULTS = Path(__file__).parent / "results" / "trial_throughput.json"
 MODEL = "smollm2-135m"
 
@@ -80,7 +83,7 @@ def useful_flops(examples: list[Any], cfg: Any, n_linear: int, n_lora: int) -> f
     total = 0.0
     for ex in examples:
         s = len(ex.input_ids)
-        labels = sum(1 for lab in ex.labels[1:] if lab != -100)
+        labels = sum(1 for lab in ex.labels[1:] if lab != IGNORE_INDEX)
         total += 4 * n_linear * s + 6 * n_lora * s + 4 * d * vocab * labels + 12 * layers * d_attn * s * s
     return total
 
@@ -97,20 +100,19 @@ def run_trainer(source: Any, spec: Any, args: argparse.Namespace, train: list[An
     """(a) PEFT + transformers Trainer, default settings apart from what must match."""
     import datasets
     import torch
-    from peft import LoraConfig, get_peft_model
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
 
     from loratune.anatomy.extract import anatomy_from_model
-    from loratune.anatomy.targets import resolve
     from loratune.models.weights import load_model
     from loratune.trial.evaluate import mean_loss
+    from loratune.trial.loop import build_peft_model
 
     model, tok = load_model(source, dtype="fp32")
-    targets = resolve(anatomy_from_model(model, source=MODEL), spec.targets).peft_target_modules
     torch.manual_seed(args.seed)
-    peft_model = get_peft_model(model, LoraConfig(**spec.peft_kwargs(targets), task_type="CAUSAL_LM"))
+    # The same PEFT LoraConfig the trial builds; PEFT's own forward and Trainer's loop train it.
+    peft_model, _ = build_peft_model(model, anatomy_from_model(model, source=MODEL), spec, args.steps, None)
     ds = datasets.Dataset.from_list([{"input_ids": e.input_ids, "labels": e.labels} for e in train])
-    pad = DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100)
+    pad = DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=IGNORE_INDEX)
     seen = {"tokens": 0, "positions": 0, "batches": 0}
 
     def collate(features: list[dict[str, Any]]) -> dict[str, Any]:
@@ -221,7 +223,7 @@ def run_frozen_base(runner: Any, args: argparse.Namespace, train: list[Any], com
         with autocast("bf16", "cpu"):
             embeds = decoder.embed_tokens(b.input_ids).detach().requires_grad_(True)
             hidden = decoder(inputs_embeds=embeds, attention_mask=b.attention_mask, use_cache=False).last_hidden_state
-            keep = b.labels[:, 1:] != -100
+            keep = b.labels[:, 1:] != IGNORE_INDEX
             logits = head(hidden[:, :-1][keep])
             loss = torch.nn.functional.cross_entropy(logits.float(), b.labels[:, 1:][keep], reduction="sum")
         loss.backward()
@@ -373,10 +375,7 @@ def main() -> None:
     if result["machine"]["contended"] and not args.force:
         print(f"warning: other processes used ~{busy:.1f} CPUs during the run; results not written (rerun, or --force)")
     elif args.steps >= 20:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        tmp = RESULTS.with_suffix(".json.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, RESULTS)
+        write_atomic(RESULTS, text)
     print(
         f"speedup {result['speedup']:.2f}x  roofline {result['roofline_fraction']:.2f}  "
         f"loss gap {result['loss_rel_gap']:.4f}  ({result['bench_seconds']:.0f} s)"

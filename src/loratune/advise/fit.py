@@ -15,7 +15,6 @@ from dataclasses import dataclass, field, replace
 
 from loratune.advise import explain as S
 from loratune.errors import LoratuneError
-from loratune.units import fmt_bytes
 
 R_FLOOR = 4  # the seed's smallest rank (메모리 제약 preset, "r 감소 (8 → 4)")
 _LADDER = ("all", "attention", "qv")
@@ -139,14 +138,3 @@ def fit_to_vram(start: Knobs, vram_bytes: int, measure: Measure, targets_for: Ta
     if not out.fits:
         out.minimum_vram_bytes = total
     return out
-
-
-def describe_outcome(out: FitOutcome, vram_bytes: int) -> str:
-    if not out.steps:
-        return f"fits in {fmt_bytes(vram_bytes)} as recommended ({fmt_bytes(out.total_bytes)})"
-    if out.fits:
-        return f"fits in {fmt_bytes(vram_bytes)} after {len(out.steps)} step(s): {fmt_bytes(out.total_bytes)}"
-    return (
-        f"does not fit in {fmt_bytes(vram_bytes)} even after every step; the smallest config needs "
-        f"{fmt_bytes(out.total_bytes)} — that is the minimum VRAM (or shorten --seq-len)"
-    )

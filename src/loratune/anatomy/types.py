@@ -20,9 +20,6 @@ ROLES = (
 ATTENTION_ROLES = frozenset({"attn_q", "attn_k", "attn_v", "attn_qkv", "attn_o"})
 MLP_ROLES = frozenset({"mlp_up", "mlp_gate", "mlp_down"})
 
-# Module kinds PEFT's LoRA can wrap and that loratune counts exactly.
-KINDS = ("linear", "conv1d", "embedding")
-
 
 @dataclass(frozen=True)
 class AdaptableModule:
@@ -82,9 +79,6 @@ class Anatomy:
     # name of every named module that LoRA cannot wrap (to explain a target that hits one).
     module_params: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
     container_names: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
-
-    def linear_modules(self) -> list[AdaptableModule]:
-        return [m for m in self.modules if m.kind != "embedding"]
 
     def by_name(self) -> dict[str, AdaptableModule]:
         return {m.name: m for m in self.modules}

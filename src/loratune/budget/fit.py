@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field, replace
 from loratune.anatomy.targets import resolve
 from loratune.anatomy.types import ATTENTION_ROLES, MLP_ROLES, Anatomy
 from loratune.budget.memory import MemorySettings, estimate_memory
+from loratune.budget.params import ParamBudget, count_params
 from loratune.budget.spec import AdapterSpec
 from loratune.errors import ConfigError, LoratuneError
 
@@ -49,8 +50,8 @@ class FitReport:
         return asdict(self)
 
 
-def _total(anatomy: Anatomy, spec: AdapterSpec, settings: MemorySettings) -> int:
-    return estimate_memory(anatomy, spec, settings).total_bytes
+def _total(anatomy: Anatomy, spec: AdapterSpec, settings: MemorySettings, pb: ParamBudget | None = None) -> int:
+    return estimate_memory(anatomy, spec, settings, pb).total_bytes
 
 
 def _largest(fits: Callable[[int], bool], lo: int, hi: int) -> int:
@@ -121,10 +122,15 @@ def give_up_options(anatomy: Anatomy, spec: AdapterSpec, settings: MemorySetting
 def fit_report(anatomy: Anatomy, spec: AdapterSpec, settings: MemorySettings, vram_bytes: int) -> FitReport:
     if vram_bytes <= 0:
         raise ConfigError(f"VRAM must be positive, got {vram_bytes} bytes", "use e.g. --vram 8GB")
-    total = _total(anatomy, spec, settings)
+    pb = count_params(anatomy, spec)  # the searches below change only batch and length: count once
+    total = _total(anatomy, spec, settings, pb)
     seq_cap = anatomy.facts.max_positions or _SEQ_CAP
-    max_batch = _largest(lambda b: _total(anatomy, spec, settings.replace(batch_size=b)) <= vram_bytes, 1, _BATCH_CAP)
-    max_seq = _largest(lambda s: _total(anatomy, spec, settings.replace(seq_len=s)) <= vram_bytes, 1, seq_cap)
+
+    def fits_with(**change: int) -> bool:
+        return _total(anatomy, spec, settings.replace(**change), pb) <= vram_bytes
+
+    max_batch = _largest(lambda b: fits_with(batch_size=b), 1, _BATCH_CAP)
+    max_seq = _largest(lambda n: fits_with(seq_len=n), 1, seq_cap)
     fits = total <= vram_bytes
     return FitReport(
         fits=fits,

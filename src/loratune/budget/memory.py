@@ -311,11 +311,6 @@ def _input_needs_grad(m: AdaptableModule, layer: int, first: int, first_in_mlp: 
     return m.role not in ("attn_q", "attn_k", "attn_v", "attn_qkv")
 
 
-def layer_activations(anatomy: Anatomy, spec: AdapterSpec, settings: MemorySettings, pb: ParamBudget) -> list[int]:
-    """Saved bytes per layer (for the fit search and the per-layer view)."""
-    return [la.total for la in _per_layer(anatomy, spec, settings, pb)]
-
-
 _INPUT_GROUP = {
     "attn_q": "qkv",
     "attn_k": "qkv",
@@ -403,6 +398,9 @@ def estimate_memory(
     # Each phase: (activations alive, logits, logits gradient, backward transients, gradients alive).
     # Gradients: zero_grad(set_to_none=True) (the PyTorch ≥ 2.0 and Trainer default) frees them before
     # each forward and backward allocates them only as it reaches each adapter, after the loss phase.
+    # Per-layer activations as kept without checkpointing (the report's per-layer row, and the sum
+    # when checkpointing is off).
+    layers = _per_layer(anatomy, spec, settings.replace(grad_checkpointing=False), pb)
     if settings.grad_checkpointing:
         # Full recomputation [Chen et al. 1604.06174; 2205.05198 §4]: each layer keeps only its input
         # (t·h·d); backward recomputes one layer at a time, with use_cache off (transformers turns it off
@@ -416,7 +414,7 @@ def estimate_memory(
         }
     else:
         ckpt = 0
-        acts = sum(_per_layer(anatomy, spec, settings, pb), _LayerActs())
+        acts = sum(layers, _LayerActs())
         phases = {
             "loss backward": (acts + final_norm, logits, logits_grad, 0, 0),
             # the final norm's saved input is released before the blocks' backward starts
@@ -426,7 +424,6 @@ def estimate_memory(
         phases.items(), key=lambda kv: kv[1][0].total + sum(kv[1][1:])
     )
     act_total = ckpt + acts.total
-    layers = _per_layer(anatomy, spec, settings.replace(grad_checkpointing=False), pb)
     last = layers[-1] if layers else _LayerActs()
     per_layer = {**asdict(last), "total": last.total}
     allocated = static + act_total + lg + lg_grad + transient + grads_alive

@@ -21,7 +21,6 @@ from rich.table import Table
 from loratune.cli.common import ModelArg, console, err_console
 from loratune.errors import ConfigError
 from loratune.paths import write_atomic
-from loratune.search.final import SEARCH_JSON
 
 STRATEGIES = ("staged", "optuna")
 
@@ -101,6 +100,8 @@ def search(
         "task": task,
         "seed": seed,
     }
+    from loratune.search.final import SEARCH_JSON  # inside: every CLI start imports this module
+
     saved = out / SEARCH_JSON
     if resume:
         if not saved.is_file():
@@ -116,10 +117,9 @@ def search(
 
         os.environ["LORATUNE_THREADS"] = str(threads)
     started = time.perf_counter()
-    result = run_search(options, out, storage, progress=progress, train_final=train_final, final_steps=final_steps)
+    run_search(options, out, storage, progress=progress, train_final=train_final, final_steps=final_steps)
     console.print(f"done in {time.perf_counter() - started:.0f} s — see {out / 'best_config.json'}")
     console.print(f"next: loratune report {out}")
-    del result
 
 
 def _validate(o: dict[str, Any]) -> None:
@@ -165,7 +165,7 @@ def run_search(
     )
     from loratune.search.baseline import plan_for, recommended_baseline
     from loratune.search.data import load_search_data
-    from loratune.search.final import best_config, write_outputs
+    from loratune.search.final import SEARCH_JSON, best_config, write_outputs
     from loratune.search.objective import RunnerObjective, settings_identity
     from loratune.search.optuna_strategy import make_sampler_and_pruner
     from loratune.search.space import parse_module_sets

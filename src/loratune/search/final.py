@@ -22,7 +22,6 @@ def peft_config(anatomy: Any, variant: Any) -> dict[str, Any]:
 
     spec = variant.adapter_spec(anatomy.num_layers)
     kw = spec.peft_kwargs(resolve(anatomy, spec.targets).peft_target_modules)
-    kw["r"] = variant.r
     kw.setdefault("task_type", "CAUSAL_LM")
     return kw
 

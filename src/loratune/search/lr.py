@@ -44,9 +44,6 @@ class LRPlan:
         # Keep lr·scaling constant: with B initialised to zero, Adam's first updates move ΔW = s·BA by ≈ s·lr.
         return self.snap(self.base_lr * self.base_scaling / variant.scaling)
 
-    def ladder(self, lo: int = -2, hi: int = 2) -> list[float]:
-        return sorted({self.snap(self.base_lr * self.factor**k) for k in range(lo, hi + 1)})
-
 
 @dataclass
 class LRSweep:

@@ -16,7 +16,6 @@ from loratune.units import parse_int_list
 # Named module sets a search moves between. "recommended" is whatever the advice stage chose; it is
 # replaced by its concrete value before any run, so the cache never sees the word.
 MODULE_SETS = ("attention", "qv", "mlp", "all", "all-linear")
-LAYER_SETS = ("top-half",)
 
 
 @dataclass(frozen=True, order=True)
@@ -131,13 +130,3 @@ def parse_module_sets(text: str) -> tuple[str, ...]:
     if not sets:
         raise ConfigError("no module sets given", f"use e.g. {','.join(MODULE_SETS[:2])} or q_proj+v_proj")
     return sets
-
-
-def parse_ranks(text: str) -> tuple[int, ...]:
-    try:
-        ranks = tuple(sorted({int(t) for t in text.split(",") if t.strip()}))
-    except ValueError:
-        raise ConfigError(f"cannot read ranks {text!r}", "write them like 4,8,16") from None
-    if not ranks or ranks[0] < 1:
-        raise ConfigError(f"ranks must be positive integers, got {text!r}", "write them like 4,8,16")
-    return ranks

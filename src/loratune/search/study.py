@@ -120,7 +120,6 @@ class SearchStudy:
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        self.storage_url = storage
         self.fingerprint = fingerprint
         self._storage = make_storage(storage)
         if not create and name not in [s.study_name for s in optuna.get_all_study_summaries(self._storage)]:
