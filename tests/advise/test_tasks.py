@@ -37,5 +37,5 @@ def test_free_text_maps_to_a_class_and_names_the_keyword(text, cls, matched):
 
 def test_short_keyword_needs_a_whole_word():
     with pytest.raises(ConfigError) as e:
-        map_task("aquarium inventory")  # contains "qa" inside a word only
+        map_task("qatar inventory")  # contains the keyword "qa" inside a word only
     assert "classification" in e.value.hint

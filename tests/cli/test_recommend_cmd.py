@@ -1,24 +1,16 @@
 import json
 
 import pytest
-import typer
 import yaml
 from typer.testing import CliRunner
 
 from loratune.cli.app import app as main_app
-from loratune.cli.recommend_cmd import recommend_cmd
 from loratune.errors import ConfigError
 
 
 @pytest.fixture(scope="module")
 def app():
-    names = {c.name or (c.callback.__name__ if c.callback else "") for c in main_app.registered_commands}
-    if "recommend" in names:
-        return main_app
-    local = typer.Typer()  # until the command is registered in cli/app.py
-    local.command("recommend")(recommend_cmd)
-    local.command("noop")(lambda: None)  # two commands, so "recommend" stays a subcommand
-    return local
+    return main_app
 
 
 runner = CliRunner()

@@ -21,14 +21,6 @@ class Result:
 def run(capsys, monkeypatch):
     """Run ``loratune ARGS`` in this process through the app's own main() (so exit codes are real)."""
     from loratune.cli import app as cli
-    from loratune.cli.eval_cmd import evaluate
-    from loratune.cli.train_cmd import train
-
-    known = {c.callback for c in cli.app.registered_commands}
-    if train not in known:  # until app.py registers them
-        cli.app.command("train")(train)
-    if evaluate not in known:
-        cli.app.command("eval")(evaluate)
     monkeypatch.setenv("COLUMNS", "200")
     monkeypatch.setenv("LORATUNE_THREADS", "1")
 

@@ -124,7 +124,6 @@ def test_kill9_mid_search_then_resume_loses_nothing_and_reruns_nothing(
         assert any(r.key == rec.key and r.state == "COMPLETE" and r.number > rec.number for r in after.values())
     assert "left running by a killed search" in res.stderr
     best = json.loads((out / "best_config.json").read_text())
-    assert best["config"]["r"] == best["chosen"]["variant"]["r"]
     assert (out / "exports" / "peft.json").is_file()
     assert len(after) > len(before)
     # --train-final trained the pick and saved it in PEFT's format

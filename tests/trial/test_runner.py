@@ -135,7 +135,9 @@ def test_epochs_set_the_step_count(llama_runner):
 
 def test_tinytokenizer_is_enough_for_the_runner():
     runner = TrialRunner((tiny_llama(), TinyTokenizer()), compute_dtype="fp32")
-    assert runner.tokenizer.pad_token_id == 0
+    settings = TrainSettings(batch_size=4, max_steps=2, compute_dtype="fp32")
+    res = runner.run(_spec(), settings, qa_examples(8, seed=1), qa_examples(4, seed=2), progress=False)
+    assert res.status == "ok" and res.steps == 2 and res.val_loss_after is not None
 
 
 @pytest.mark.parametrize("method", ["dora", "adalora"])
