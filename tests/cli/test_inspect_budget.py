@@ -74,7 +74,7 @@ def test_user_errors_are_one_line_exit_2(args: list[str], needle: str) -> None:
 def test_corrupt_config_dir_is_exit_2(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text("{")
     p = run("inspect", str(tmp_path))
-    assert p.returncode == 2 and "cannot read" in p.stderr and "Traceback" not in p.stderr
+    assert p.returncode == 2 and "not valid JSON" in p.stderr and "Traceback" not in p.stderr
 
 
 def test_models_lists_catalog() -> None:
