@@ -42,3 +42,4 @@ def save_adapter(peft_model: Any, directory: Path, metrics: dict[str, Any]) -> P
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return directory
+
