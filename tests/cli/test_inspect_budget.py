@@ -10,10 +10,13 @@ from pathlib import Path
 import pytest
 
 LORATUNE = [sys.executable, "-m", "loratune.cli.app"]
+# This checkout's sources, not whatever copy the interpreter has installed.
+SRC = str(Path(__file__).resolve().parents[2] / "src")
 
 
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*LORATUNE, *args], capture_output=True, text=True, env={"COLUMNS": "200", "PATH": ""})
+def run(*args: str, columns: int = 200) -> subprocess.CompletedProcess[str]:
+    env = {"COLUMNS": str(columns), "PATH": "", "PYTHONPATH": SRC}
+    return subprocess.run([*LORATUNE, *args], capture_output=True, text=True, env=env)
 
 
 def test_budget_seed_example_prints_811008_and_the_c_proj_warning() -> None:

@@ -23,7 +23,7 @@ from loratune.budget.memory import (
     MemorySettings,
     estimate_memory,
 )
-from loratune.cli.common import JsonOpt, ModelArg, console, print_json, warn_lines
+from loratune.cli.common import JsonOpt, ModelArg, console, print_json, warn_lines, warning_fields
 from loratune.errors import ConfigError
 from loratune.models import load_anatomy, resolve_source
 from loratune.units import fmt_bytes, fmt_count, parse_bytes, parse_int_list
@@ -140,7 +140,7 @@ def budget(
                 "per_layer": {("none" if k is None else str(k)): v for k, v in pb.per_layer().items()},
                 "modules": [asdict(m) for m in pb.modules],
                 "peft_config": pb.peft_config,
-                "warnings": pb.warnings,
+                **warning_fields(pb.warnings),
                 "memory": {**est.to_dict(), "settings": asdict(settings)},
                 **({"fit": fit.to_dict()} if fit is not None else {}),
             }

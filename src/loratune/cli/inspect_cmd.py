@@ -10,7 +10,7 @@ from rich.table import Table
 
 from loratune.anatomy.targets import anatomy_warnings
 from loratune.anatomy.types import ROLES
-from loratune.cli.common import JsonOpt, ModelArg, console, print_json, warn_lines
+from loratune.cli.common import JsonOpt, ModelArg, console, print_json, warn_lines, warning_fields
 from loratune.models import load_anatomy, resolve_source
 from loratune.units import fmt_count
 
@@ -41,7 +41,7 @@ def inspect(
                     }
                     for m in mods
                 ],
-                "warnings": warnings,
+                **warning_fields(warnings),
             }
         )
         return

@@ -277,7 +277,7 @@ def build_peft_model(
     kw.update(extra or {})
     try:
         config = AdaLoraConfig(**kw) if adapter.method == "adalora" else LoraConfig(**kw)
-        return get_peft_model(base, config), res.warnings
+        return get_peft_model(base, config), [w.message for w in res.warnings]
     except (TypeError, ValueError) as e:
         raise ConfigError(f"PEFT refused the adapter config: {e}", "check the config keys and values") from None
 
