@@ -104,7 +104,7 @@ def budget(
             include_embeddings=embeddings,
         ),
         r=r,
-        alpha=alpha if alpha is not None else 2.0 * r,
+        alpha=alpha if alpha is not None else 2.0 * r,  # TODO default_alpha: budget.spec.default_alpha(r)
         method=method,
         rank_pattern=_pattern(rank_pattern, "--rank-pattern"),
         alpha_pattern={k: float(v) for k, v in _pattern(alpha_pattern, "--alpha-pattern").items()},
