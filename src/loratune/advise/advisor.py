@@ -94,7 +94,7 @@ class Advisor:
         if alt is not None:
             alt_names = (seed_targets if self.rules != "seed" else role_targets)(self.a, str(alt.value))[0]
         note = chosen.note
-        if self.rules != "seed" and seed_names != role_names:
+        if self.rules != "seed" and self._modules(seed_names) != self._modules(role_names):
             note = (
                 f"{note} The seed writes this as {seed_names}, which matches different modules here "
                 f"({self._clash(seed_names, role_names)})."
@@ -114,6 +114,10 @@ class Advisor:
                 ex = replace(ex, note=f"{ex.note} {self._clash(names, role_names)}".strip())
         self.ex.append(ex)
         return strategy, names
+
+    def _modules(self, names: list[str]) -> set[str]:
+        """The module names a target list adapts here (order and spelling of the list aside)."""
+        return {m.name for m in resolve(self.a, TargetSpec(tuple(names))).modules}
 
     def _clash(self, literal: list[str], by_role: list[str]) -> str:
         p_lit = count_params(self.a, AdapterSpec(TargetSpec(tuple(literal)), r=8)).trainable_params

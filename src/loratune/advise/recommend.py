@@ -237,7 +237,7 @@ def _lever_rows(adv: Advisor, after: Knobs, vram_given: bool) -> None:
             "on, needed to fit"
             if after.grad_checkpointing
             else ("off: not needed to fit" if vram_given else "off: no --vram given") + " (it costs ≈ 30 % step time)",
-            "Chen et al. arXiv:1604.06174",
+            S.CHECKPOINTING,
         )
     )
     adv.ex.append(

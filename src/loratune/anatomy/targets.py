@@ -46,6 +46,7 @@ def layer_index(name: str, layers_pattern: tuple[str, ...] | None = None) -> int
                 break
     return int(m.group("idx")) if m else None
 
+
 ALL_LINEAR = "all-linear"
 SHORTHANDS = {
     "attention": ATTENTION_ROLES,
