@@ -151,6 +151,7 @@ def budget(
     )
     if per_module:
         table = Table("module", "role", "in → out", "r", "params")
+        table.columns[0].overflow = "fold"  # names are what users copy: folded, never cut with "…"
         for m in pb.modules:
             table.add_row(m.name, m.role, f"{m.in_features} → {m.out_features}", str(m.r), fmt_count(m.params))
         console.print(table)
@@ -173,10 +174,8 @@ def budget(
     if show_terms:
         _print_terms(est, settings)
     else:
-        console.print(
-            f"memory: ≈ [bold]{fmt_bytes(est.total_bytes)}[/] peak per step ({_describe(settings)}); "
-            "--memory for each term, --vram 8GB to fit"
-        )
+        console.print(f"memory: ≈ [bold]{fmt_bytes(est.total_bytes)}[/] peak per step ({_describe(settings)})")
+        console.print("(--memory for each term, --vram 8GB to fit)")
     if fit is not None:
         _print_fit(fit, settings)
     warn_lines(pb.warnings)

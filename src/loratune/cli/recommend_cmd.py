@@ -137,6 +137,7 @@ def _print(rec: Recommendation, d: dict[str, Any]) -> None:
     console.print(table)
     _summary(rec)
     width = console.width
+    _fit(rec, width)
     console.print()
     console.print(Text("why", style="bold"))
     brief: list[Text] = []  # one-line rules with nothing on the other side: one paragraph together
@@ -157,7 +158,7 @@ def _print(rec: Recommendation, d: dict[str, Any]) -> None:
     legend = source_legend([e.source for e in rec.explanations] + _alt_sources(rec))
     if legend:
         _paragraph(Text.assemble(("sources", "bold"), ": ", " · ".join(legend)), width)
-    _fit_and_peft(rec, d, width)
+    _peft(d, rec.method, width)
     warn_lines(rec.warnings)
 
 
@@ -193,7 +194,7 @@ def _summary(rec: Recommendation) -> None:
     )
 
 
-def _fit_and_peft(rec: Recommendation, d: dict[str, Any], width: int) -> None:
+def _fit(rec: Recommendation, width: int) -> None:
     if rec.fit_steps:
         steps = Table("#", "step", "change", "memory", "fits", title="fit to VRAM (seed order, then give back)")
         for i, s in enumerate(rec.fit_steps, 1):
@@ -208,7 +209,10 @@ def _fit_and_peft(rec: Recommendation, d: dict[str, Any], width: int) -> None:
             ),
             width,
         )
-    cls = "AdaLoraConfig" if rec.method == "adalora" else "LoraConfig"
+
+
+def _peft(d: dict[str, Any], method: str, width: int) -> None:
+    cls = "AdaLoraConfig" if method == "adalora" else "LoraConfig"
     call = f"{cls}(" + ", ".join(f"{k}={v!r}" for k, v in d["config"].items()) + ")"
     # Wrapped at spaces only, inside the parentheses: still valid Python to paste.
     lines = textwrap.wrap(
@@ -233,5 +237,6 @@ def _print_full(rec: Recommendation, d: dict[str, Any]) -> None:
         col.overflow = "fold"
     console.print(table)
     _summary(rec)
-    _fit_and_peft(rec, d, console.width)
+    _fit(rec, console.width)
+    _peft(d, rec.method, console.width)
     warn_lines(rec.warnings)
