@@ -130,7 +130,7 @@ def test_recommend_reads_at_80_and_120_columns_in_a_pipe(columns):
     assert "\x1b[" not in p.stdout + p.stderr  # no colour codes when not a TTY
     assert max(_cells(line) for line in lines) <= columns
     # 210 lines at 80 columns before; the wide table is behind --explain now.
-    assert len(lines) < (80 if columns == 80 else 60)
+    assert len(lines) < (85 if columns == 80 else 60)  # 77 and 57 lines today
     data = json.loads(_pipe(*GPT2_EXAMPLE, "--json").stdout)
     flat = " ".join(" ".join(lines).split())  # undo the wrapping
     table = lines[: next(i for i, line in enumerate(lines) if line.startswith("trainable:"))]

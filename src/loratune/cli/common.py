@@ -42,8 +42,14 @@ def _default(o: Any) -> Any:
 def warn_lines(warnings: Sequence[TargetWarning | str]) -> None:
     """One ``warning: …`` per warning on stderr (typed warnings, or the strings a trial record holds)."""
     for w in warnings:
-        text = w.message if isinstance(w, TargetWarning) else str(w)
-        err_console.print(Text.assemble(("warning:", "yellow"), " ", text), highlight=False, soft_wrap=True)
+        text = Text.assemble(("warning:", "yellow"), " ", w.message if isinstance(w, TargetWarning) else str(w))
+        if not err_console.is_terminal:
+            err_console.print(text, highlight=False, soft_wrap=True)  # one line each: grep-able in a log
+            continue
+        # On a terminal: wrapped at words, continuation lines indented under the message.
+        for i, line in enumerate(text.wrap(err_console, max(20, err_console.width - 2))):
+            line.rstrip()
+            err_console.print(Text.assemble("  ", line) if i else line, highlight=False, soft_wrap=True)
 
 
 def warning_fields(warnings: Sequence[TargetWarning]) -> dict[str, list[str]]:

@@ -216,7 +216,7 @@ def _peft(d: dict[str, Any], method: str, width: int) -> None:
     call = f"{cls}(" + ", ".join(f"{k}={v!r}" for k, v in d["config"].items()) + ")"
     # Wrapped at spaces only, inside the parentheses: still valid Python to paste.
     lines = textwrap.wrap(
-        call, width=max(40, width), subsequent_indent="    ", break_long_words=False, break_on_hyphens=False
+        call, width=max(40, width - 2), subsequent_indent="    ", break_long_words=False, break_on_hyphens=False
     )
     console.print("PEFT:", highlight=False)
     for line in lines:
