@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.table import Table
 
 from loratune.cli.common import JsonOpt, console, print_json
@@ -10,7 +12,7 @@ from loratune.models import EMBEDDED_MODEL, catalog_names, load_anatomy, resolve
 
 def models(json_out: JsonOpt = False) -> None:
     """List the catalog of built-in architectures (configs only; no weights are downloaded)."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name in catalog_names():
         a = load_anatomy(resolve_source(name))
         rows.append(
