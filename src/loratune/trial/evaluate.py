@@ -12,7 +12,8 @@ from typing import Any
 
 import torch
 
-from loratune.trial.batching import IGNORE_INDEX, as_examples, iterate, usable
+from loratune.data.types import IGNORE_INDEX
+from loratune.trial.batching import as_examples, iterate, usable
 from loratune.trial.loss import split_decoder_head, token_loss_sum
 from loratune.trial.speed import autocast, model_compute_dtype
 

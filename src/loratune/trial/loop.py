@@ -20,9 +20,8 @@ import torch
 from peft.helpers import disable_input_dtype_casting
 
 from loratune.anatomy import Anatomy
-from loratune.anatomy.targets import resolve
 from loratune.budget import AdapterSpec
-from loratune.errors import ConfigError, DataError
+from loratune.errors import DataError
 from loratune.trial.adapter_io import save_adapter
 from loratune.trial.batching import Batch, as_examples, iterate, usable
 from loratune.trial.dropout import use_fast_dropout
@@ -30,6 +29,8 @@ from loratune.trial.evaluate import mean_loss, safe_exp
 from loratune.trial.fused_lora import use_fused_lora
 from loratune.trial.fused_norm import fused_rms_norm
 from loratune.trial.loss import split_decoder_head, token_loss_sum
+from loratune.trial.peak_memory import PeakMemory
+from loratune.trial.peft_model import build_peft_model, enable_checkpointing
 from loratune.trial.speed import ThreadTuner, autocast, choose_attention, set_threads, use_attention
 from loratune.trial.types import TrainSettings, TrialResult
 
@@ -252,36 +253,6 @@ def train_loop(
         result.extra["thread_changes"] = [list(t) for t in tuner.trace]
 
 
-def enable_checkpointing(lm: Any) -> None:
-    """Non-reentrant activation checkpointing: it needs no input-requires-grad hook on the embeddings."""
-    if hasattr(lm, "activation_checkpointing_enable"):  # transformers 5 name; the old one warns
-        lm.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-    else:
-        lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-
-
-def build_peft_model(
-    base: Any, anatomy: Anatomy, adapter: AdapterSpec, total_steps: int, extra: dict[str, Any] | None
-) -> tuple[Any, list[str]]:
-    """Wrap ``base`` with the adapter. LoRA weights stay fp32 over a bf16 base (PEFT's
-    ``autocast_adapter_dtype``), so updates are not lost to bf16 rounding."""
-    from peft import AdaLoraConfig, LoraConfig, get_peft_model
-
-    res = resolve(anatomy, adapter.targets)
-    kw = adapter.peft_kwargs(res.peft_target_modules)
-    kw["task_type"] = "CAUSAL_LM"
-    if adapter.method == "adalora":
-        # AdaLoRA needs its schedule up front: warm up 10 % of the steps, prune ranks until the last
-        # 20 %, then keep the final allocation (PEFT requires tinit < total_step - tfinal).
-        kw.update(total_step=total_steps, tinit=total_steps // 10, tfinal=max(1, total_steps // 5), deltaT=1)
-    kw.update(extra or {})
-    try:
-        config = AdaLoraConfig(**kw) if adapter.method == "adalora" else LoraConfig(**kw)
-        return get_peft_model(base, config), res.warnings
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"PEFT refused the adapter config: {e}", "check the config keys and values") from None
-
-
 def make_optimizer(params: list[torch.nn.Parameter], settings: TrainSettings) -> torch.optim.Optimizer:
     # AdamW with transformers' Trainer defaults (betas 0.9/0.999, eps 1e-8); the fused kernel does
     # one pass over all LoRA tensors instead of ~10 small ops per tensor.
@@ -343,8 +314,6 @@ def cleanup(peft_model: Any) -> Any:
 
 
 def _peak_memory(device: str, track: list[Any]) -> Any:
-    from loratune.measure.peak_memory import PeakMemory
-
     return PeakMemory("cuda" if device.startswith("cuda") else "cpu", track=track)
 
 
