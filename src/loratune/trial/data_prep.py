@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from loratune.errors import DataError
@@ -15,10 +15,13 @@ REFERENCE_MAX_TOKENS = 256
 
 @dataclass
 class PreparedData:
-    train: list[Any]
-    val: list[Any]
-    stats: Any
+    train: list[Any]  # tokenized training rows
+    val: list[Any]  # tokenized validation rows
+    stats: Any  # TokenStats of the training rows
     path: str
+    val_stats: Any = None  # TokenStats of the validation rows
+    train_examples: list[Any] = field(default_factory=list)  # the examples before tokenizing
+    val_examples: list[Any] = field(default_factory=list)
 
 
 @dataclass
@@ -48,18 +51,25 @@ def read(
 def prepare(
     raw: RawData, tokenizer: Any, *, max_length: int = 512, val_fraction: float = 0.1, seed: int = 0
 ) -> PreparedData:
-    """Tokenize, then split off validation (unless a separate validation file was given)."""
+    """Split off validation by example (unless a separate validation file was given), then tokenize
+    each side.
+
+    The split is taken on the examples as read, before tokenizing: it depends on the number of
+    examples and the seed only, so ``--max-length`` (which cuts and drops rows) cannot move an
+    example from one side to the other, and ``eval --split val`` at any length scores only rows
+    that ``train`` held out.
+    """
     from loratune.data import split_train_val, tokenize_examples
 
-    tokenized = tokenize_examples(raw.examples, tokenizer, max_length=max_length)
     if raw.val_examples is not None:
-        train = list(tokenized.examples)
-        val = list(tokenize_examples(raw.val_examples, tokenizer, max_length=max_length).examples)
+        train_raw, val_raw = list(raw.examples), list(raw.val_examples)
     else:
-        train, val = split_train_val(tokenized.examples, val_fraction=val_fraction, seed=seed)
-    if not train:
+        train_raw, val_raw = split_train_val(raw.examples, val_fraction=val_fraction, seed=seed)
+    train = tokenize_examples(train_raw, tokenizer, max_length=max_length)
+    val = tokenize_examples(val_raw, tokenizer, max_length=max_length)
+    if not train.examples:
         raise DataError(f"{raw.path} gave no training examples", "check the file and --format")
-    return PreparedData(train, val, tokenized.stats, raw.path)
+    return PreparedData(list(train.examples), list(val.examples), train.stats, raw.path, val.stats, train_raw, val_raw)
 
 
 def reference(
