@@ -72,14 +72,25 @@ def prepare(
     return PreparedData(list(train.examples), list(val.examples), train.stats, raw.path, val.stats, train_raw, val_raw)
 
 
+def read_reference(text: str | None, *, limit: int = REFERENCE_LIMIT) -> list[Any]:
+    """The first ``limit`` plain-text reference passages as examples (``demo`` = the built-in
+    general-prose set; ``none`` = skip). Reads only: cheap, so the CLI checks the path before loading."""
+    if not text or text.lower() == "none":
+        return []
+    from loratune.data import demo_reference_path, load_examples, resolve_data_arg
+
+    path = demo_reference_path() if text == "demo" else resolve_data_arg(text)
+    return load_examples(path, format="text")[:limit]
+
+
+def tokenize_reference(examples: list[Any], tokenizer: Any, *, max_length: int = REFERENCE_MAX_TOKENS) -> list[Any]:
+    from loratune.data import tokenize_examples
+
+    return list(tokenize_examples(examples, tokenizer, max_length=max_length).examples) if examples else []
+
+
 def reference(
     text: str | None, tokenizer: Any, *, max_length: int = REFERENCE_MAX_TOKENS, limit: int = REFERENCE_LIMIT
 ) -> list[Any]:
-    """Plain-text reference passages (``demo`` = the built-in general-prose set; ``none`` = skip)."""
-    if not text or text.lower() == "none":
-        return []
-    from loratune.data import demo_reference_path, load_examples, resolve_data_arg, tokenize_examples
-
-    path = demo_reference_path() if text == "demo" else resolve_data_arg(text)
-    examples = load_examples(path, format="text")[:limit]
-    return list(tokenize_examples(examples, tokenizer, max_length=max_length).examples)
+    """Tokenized reference passages: :func:`read_reference`, then :func:`tokenize_reference`."""
+    return tokenize_reference(read_reference(text, limit=limit), tokenizer, max_length=max_length)

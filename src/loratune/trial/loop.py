@@ -31,7 +31,8 @@ from loratune.trial.fused_norm import fused_rms_norm
 from loratune.trial.loss import split_decoder_head, token_loss_sum
 from loratune.trial.peak_memory import PeakMemory
 from loratune.trial.peft_model import build_peft_model, enable_checkpointing
-from loratune.trial.speed import ThreadTuner, autocast, choose_attention, set_threads, use_attention
+from loratune.trial.progress import progress as progress_bar
+from loratune.trial.speed import ThreadTuner, attention_for, autocast, set_threads, use_attention
 from loratune.trial.types import TrainSettings, TrialResult
 
 MEMORY_STEPS = 2  # optimizer steps watched by PeakMemory: the longest batch comes first, Adam state by step 2
@@ -73,7 +74,6 @@ def run_trial(
         max_length=settings.max_length,
         max_batches=settings.eval_batches,
     )
-    longest = min(settings.max_length, max(len(ex.input_ids) for ex in train_ex + val_ex + ref_ex))
     result = TrialResult(
         extra={"threads": threads, "compute_dtype": settings.compute_dtype, "total_steps": total_steps}
     )
@@ -87,7 +87,10 @@ def run_trial(
         clock["eval"] += time.perf_counter() - t0
         return value
 
-    with use_attention(base, choose_attention(longest, device)), fused_rms_norm(base) as norms:
+    with (
+        use_attention(base, attention_for(train_ex + val_ex + ref_ex, settings.max_length, device)),
+        fused_rms_norm(base) as norms,
+    ):
         result.extra["attention"] = getattr(base.config, "_attn_implementation", None)
         result.extra["fused_rms_norms"] = norms
         # ---- evaluate the base model
@@ -184,10 +187,9 @@ def train_loop(
     train_seconds = 0.0
     memory = _peak_memory(device, [peft_model, optimizer]) if measure_memory else None
     tuner = ThreadTuner.for_this_machine() if device == "cpu" else None
-    with contextlib.ExitStack() as watching, _progress(total_steps, progress) as bar:
+    with contextlib.ExitStack() as watching, progress_bar("training", total_steps, enabled=progress) as bar:
         if memory is not None:
             watching.enter_context(memory)
-        task = bar.add_task("training", total=total_steps, loss=math.nan, tps=0.0)
         while step < total_steps:
             if tuner is not None:
                 tuner.before_step()
@@ -227,7 +229,7 @@ def train_loop(
             result.loss_curve.append((step, step_loss))
             if step == MEMORY_STEPS:
                 watching.close()  # the dispatch-mode counter costs a few % per op: watch only the first steps
-            bar.update(task, advance=1, loss=step_loss, tps=tokens / train_seconds)
+            bar.advance(info=f"loss {step_loss:.4f}  {tokens / train_seconds:,.0f} tok/s")
             if validate is not None and settings.eval_every and step % settings.eval_every == 0 and step < total_steps:
                 val_loss = validate(peft_model)
                 peft_model.train()
@@ -315,23 +317,6 @@ def cleanup(peft_model: Any) -> Any:
 
 def _peak_memory(device: str, track: list[Any]) -> Any:
     return PeakMemory("cuda" if device.startswith("cuda") else "cpu", track=track)
-
-
-def _progress(total: int, enabled: bool) -> Any:
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]:.4f}"),
-        TextColumn("{task.fields[tps]:,.0f} tok/s"),
-        TimeElapsedColumn(),
-        console=Console(stderr=True),
-        disable=not enabled,
-        transient=False,
-    )
 
 
 def _jsonable(obj: Any) -> Any:
