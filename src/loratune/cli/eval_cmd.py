@@ -136,7 +136,7 @@ def evaluate(
     table.add_row("attention kernel", str(kernel))
     console.print(table)
     if scores and scores.samples:
-        samples = Table("greedy answer", "reference", title="first answers", title_justify="left")
+        samples = Table("greedy answer", "reference", show_lines=True)
         for pred, ref in scores.samples:
             samples.add_row(_clip(pred), _clip(ref))
         console.print(samples)

@@ -85,7 +85,7 @@ def progress(description: str, total: int, *, enabled: bool = True, stream: Text
 
     bar = Progress(
         TextColumn("[bold]{task.description}"),
-        BarColumn(bar_width=None),
+        BarColumn(),
         MofNCompleteColumn(),
         TextColumn("{task.fields[info]}"),
         TimeElapsedColumn(),
