@@ -93,14 +93,14 @@ def train(
     """Train one adapter and measure it: validation and reference perplexity before/after, memory, tokens/s."""
     from loratune.data import check_val_fraction
     from loratune.models import resolve_source
-    from loratune.trial.data_prep import REFERENCE_MAX_TOKENS, prepare, read, read_reference, tokenize_reference
+    from loratune.trial.data_prep import REFERENCE_MAX_TOKENS, prepare, read, reference_examples, tokenize_reference
     from loratune.trial.precision import resolve_compute_dtype
 
     # ---- everything that can be checked without torch, so a typo fails in a fraction of a second
     raw = read(data, format=fmt, prompt_column=prompt_column, response_column=response_column, val_data=val_data)
     if val_data is None:
         check_val_fraction(val_fraction)
-    ref_examples = read_reference(reference)
+    ref_examples = reference_examples(reference)
     file_cfg = read_config_file(config) if config else {}
     spec_kw, peft_extra = adapter_fields(file_cfg.get("config", {}))
     train_kw = training_fields(file_cfg.get("training", {}) or {})

@@ -72,7 +72,7 @@ def prepare(
     return PreparedData(list(train.examples), list(val.examples), train.stats, raw.path, val.stats, train_raw, val_raw)
 
 
-def read_reference(text: str | None, *, limit: int = REFERENCE_LIMIT) -> list[Any]:
+def reference_examples(text: str | None, *, limit: int = REFERENCE_LIMIT) -> list[Any]:
     """The first ``limit`` plain-text reference passages as examples (``demo`` = the built-in
     general-prose set; ``none`` = skip). Reads only: cheap, so the CLI checks the path before loading."""
     if not text or text.lower() == "none":
@@ -92,5 +92,5 @@ def tokenize_reference(examples: list[Any], tokenizer: Any, *, max_length: int =
 def reference(
     text: str | None, tokenizer: Any, *, max_length: int = REFERENCE_MAX_TOKENS, limit: int = REFERENCE_LIMIT
 ) -> list[Any]:
-    """Tokenized reference passages: :func:`read_reference`, then :func:`tokenize_reference`."""
-    return tokenize_reference(read_reference(text, limit=limit), tokenizer, max_length=max_length)
+    """Tokenized reference passages: :func:`reference_examples`, then :func:`tokenize_reference`."""
+    return tokenize_reference(reference_examples(text, limit=limit), tokenizer, max_length=max_length)

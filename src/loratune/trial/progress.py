@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, TextIO
+from typing import IO, Any, TextIO
 
 LINES = 10  # plain lines per run in a pipe (plus the last one)
 
@@ -34,7 +34,7 @@ class _Live(Tracker):
 
 
 class _Lines(Tracker):
-    def __init__(self, description: str, total: int, stream: TextIO, lines: int = LINES) -> None:
+    def __init__(self, description: str, total: int, stream: IO[str], lines: int = LINES) -> None:
         self.description, self.total, self.stream = description, total, stream
         self.every = max(1, math.ceil(total / lines))
         self.done = 0
