@@ -30,3 +30,31 @@ def write_atomic(path: Path, data: str | bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def read_json_file(path: Path, *, what: str, fix: str, error: type[Exception] | None = None) -> object:
+    """Parse a JSON file the user handed us; every way it can be unreadable is one ``LoratuneError``
+    naming the file (and the line and column of a syntax error), never a traceback.
+
+    ``what`` names the file's role in the message ("the --config file"); ``fix`` says what to do."""
+    import json
+
+    from loratune.errors import ConfigError
+
+    err = error or ConfigError
+    if path.is_dir():
+        raise err(f"{what} {path} is a directory", fix)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise err(f"{what} {path} does not exist", fix) from None
+    except UnicodeDecodeError as e:
+        raise err(f"{what} {path} is not UTF-8 text (byte {e.start})", fix) from None
+    except OSError as e:
+        raise err(f"cannot read {what} {path}: {e.strerror or e}", fix) from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise err(f"{what} {path} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})", fix) from None
+    except RecursionError:
+        raise err(f"{what} {path} is nested too deeply to be a config", fix) from None

@@ -71,7 +71,7 @@ def test_role_of_edge_cases() -> None:
 
 
 def test_inspect_warnings() -> None:
-    gpt2 = " ".join(anatomy_warnings(load_anatomy(resolve_source("gpt2"))))
+    gpt2 = " ".join(w.message for w in anatomy_warnings(load_anatomy(resolve_source("gpt2"))))
     assert "'c_proj'" in gpt2 and "attn.c_proj" in gpt2 and "mlp.c_proj" in gpt2
     assert "fused q/k/v in 'c_attn'" in gpt2
     assert "tied" in gpt2

@@ -24,7 +24,7 @@ def test_bare_c_proj_hits_both_roles(gpt2) -> None:
     res = resolve(gpt2, TargetSpec(("c_proj",)))
     assert {m.role for m in res.modules} == {"attn_o", "mlp_down"}
     assert len(res.modules) == 24
-    assert any("different roles" in w for w in res.warnings)
+    assert any("different roles" in w.message for w in res.warnings)
 
 
 def test_attention_shorthand_uses_longer_suffix_on_gpt2(gpt2) -> None:
@@ -110,3 +110,57 @@ def test_layer_ranges(text: str, expected: list[int]) -> None:
 def test_bad_layer_ranges(text: str) -> None:
     with pytest.raises(ConfigError):
         parse_int_list(text, what="layer range", upper=12)
+
+
+def test_warnings_are_typed_gpt2_c_proj_mixed_roles(gpt2) -> None:
+    res = resolve(gpt2, TargetSpec(("c_attn", "c_proj")))
+    kinds = [w.kind for w in res.warnings]
+    assert kinds == ["mixed_roles", "fused_qkv"]
+    mixed = res.warnings[0]
+    assert mixed.target == "c_proj" and mixed.roles == ("attn_o", "mlp_down")
+    assert res.warnings[1].target == "c_attn" and str(res.warnings[1]) == res.warnings[1].message
+
+
+def test_tied_head_warning_is_typed(gpt2) -> None:
+    res = resolve(gpt2, TargetSpec(("lm_head",)))
+    assert [w.kind for w in res.warnings] == ["tied_head"] and res.warnings[0].target == "lm_head"
+
+
+def test_anatomy_warnings_are_typed(gpt2, llama) -> None:
+    from loratune.anatomy.targets import anatomy_warnings
+
+    ws = anatomy_warnings(gpt2)
+    assert [w.kind for w in ws] == ["ambiguous_suffix", "fused_qkv", "tied_head"]
+    assert ws[0].target == "c_proj" and ws[0].roles == ("attn_o", "mlp_down")
+    assert anatomy_warnings(llama) == []
+
+
+def test_one_suffix_rule() -> None:
+    from loratune.anatomy.targets import matches_suffix
+
+    assert matches_suffix("transformer.h.0.attn.c_proj", "c_proj")
+    assert matches_suffix("transformer.h.0.attn.c_proj", "attn.c_proj")
+    assert matches_suffix("c_proj", "c_proj")
+    assert not matches_suffix("transformer.h.0.attn.xc_proj", "c_proj")  # a whole segment, not a substring
+    assert not matches_suffix("transformer.h.0.attn.c_proj", "h.0.attn")
+
+
+def test_suffix_rule_is_written_once() -> None:
+    """PEFT's ``name == t or name.endswith("." + t)`` lives in matches_suffix only."""
+    import re
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[2] / "src" / "loratune"
+    pattern = re.compile(r"""endswith\(\s*["']\.["']\s*\+""")
+    hits = [str(p.relative_to(src)) for p in src.rglob("*.py") if pattern.search(p.read_text())]
+    assert hits == ["anatomy/targets.py"]
+    assert len(pattern.findall((src / "anatomy" / "targets.py").read_text())) == 1
+
+
+def test_one_layer_index_rule() -> None:
+    from loratune.anatomy import extract, snapshot, targets
+
+    assert extract.layer_index is targets.layer_index and snapshot.LAYER_INDEX_RE is targets.LAYER_INDEX_RE
+    assert targets.layer_index("model.layers.12.self_attn.q_proj") == 12
+    assert targets.layer_index("model.layers.12.self_attn.q_proj", ("layers",)) == 12
+    assert targets.layer_index("lm_head") is None

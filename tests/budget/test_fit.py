@@ -89,7 +89,7 @@ def test_cli_budget_prints_memory_and_fit_without_torch() -> None:
     shown = runner.invoke(app, [*args, "--seq-len", "512"])
     assert shown.exit_code == 0
     assert "activations: LoRA" in shown.stdout and "fits in 4.00 GiB: no" in shown.stdout
-    assert "gradient" in shown.stdout and "seed: troubleshooting" in shown.stdout
+    assert "gradient" in shown.stdout and "메모리 부족 시" in shown.stdout  # FIT_ORDER's source
     data = json.loads(runner.invoke(app, [*args, "--json"]).stdout)
     mem = data["memory"]
     assert mem["total_bytes"] == estimate_memory(SMOL, ALL, S).total_bytes
@@ -112,3 +112,32 @@ def test_cli_bad_memory_option_is_one_line_error() -> None:
 
     r = CliRunner().invoke(app, ["budget", "gpt2", "--dtype", "fp8"])
     assert isinstance(r.exception, ConfigError) and "unknown dtype" in str(r.exception)
+
+
+def test_one_fit_order_for_budget_and_recommend() -> None:
+    """budget --vram and recommend --vram walk the same levers, in the same order, with the same floors."""
+    from loratune.advise.fit import Knobs, fit_to_vram
+    from loratune.budget.fit import FIT_ORDER, R_FLOOR, fewer_modules, lower_r, smaller_batch
+
+    order = [lever.name for lever in FIT_ORDER]
+    assert order == ["lower r", "fewer modules", "smaller batch", "gradient checkpointing", "4-bit base"]
+    assert FIT_ORDER[0].source == "seed 000 실전 팁 '메모리 부족 시'"
+    assert (lower_r(16), lower_r(8), lower_r(5), lower_r(R_FLOOR), lower_r(2)) == (8, 4, 4, None, None)
+    assert (fewer_modules("all"), fewer_modules("attention"), fewer_modules("qv")) == ("attention", "qv", None)
+    assert (smaller_batch(4), smaller_batch(1)) == (2, None)
+
+    # recommend's walk: every lever to its floor, in FIT_ORDER, nothing fits.
+    names = {"all": ("q", "k", "v", "o", "up"), "attention": ("q", "k", "v", "o"), "qv": ("q", "v")}
+    out = fit_to_vram(Knobs(16, "all", names["all"], 2, 1), 0, lambda k: 1 + k.r, names.__getitem__)
+    walked = list(dict.fromkeys(s.action for s in out.steps))
+    assert walked == order
+    assert out.knobs.r == R_FLOOR and out.knobs.strategy == "qv" and out.knobs.micro_batch == 1
+    sources = {s.action: s.source for s in out.steps}
+    assert sources == {lever.name: lever.source for lever in FIT_ORDER}
+
+    # budget's list: one priced option per lever, same order and sources (a 4-bit base only on CUDA).
+    rep = fit_report(SMOL, ALL, S, 1)
+    assert [g.source for g in rep.give_up] == [lever.source for lever in FIT_ORDER]
+    # At the floor there is no "lower r" option any more.
+    at_floor = AdapterSpec(targets=ALL.targets, r=R_FLOOR, alpha=2 * R_FLOOR)
+    assert not any(g.action.startswith("lower r") for g in fit_report(SMOL, at_floor, S, 1).give_up)

@@ -10,10 +10,13 @@ from pathlib import Path
 import pytest
 
 LORATUNE = [sys.executable, "-m", "loratune.cli.app"]
+# This checkout's sources, not whatever copy the interpreter has installed.
+SRC = str(Path(__file__).resolve().parents[2] / "src")
 
 
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*LORATUNE, *args], capture_output=True, text=True, env={"COLUMNS": "200", "PATH": ""})
+def run(*args: str, columns: int = 200) -> subprocess.CompletedProcess[str]:
+    env = {"COLUMNS": str(columns), "PATH": "", "PYTHONPATH": SRC}
+    return subprocess.run([*LORATUNE, *args], capture_output=True, text=True, env=env)
 
 
 def test_budget_seed_example_prints_811008_and_the_c_proj_warning() -> None:
@@ -74,7 +77,7 @@ def test_user_errors_are_one_line_exit_2(args: list[str], needle: str) -> None:
 def test_corrupt_config_dir_is_exit_2(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text("{")
     p = run("inspect", str(tmp_path))
-    assert p.returncode == 2 and "cannot read" in p.stderr and "Traceback" not in p.stderr
+    assert p.returncode == 2 and "not valid JSON" in p.stderr and "Traceback" not in p.stderr
 
 
 def test_models_lists_catalog() -> None:
@@ -89,3 +92,33 @@ def test_budget_alpha_defaults_to_twice_r() -> None:
     assert data["peft_config"]["lora_alpha"] == 64
     data = json.loads(run("budget", "smollm2-135m", "--r", "32", "--alpha", "32", "--json").stdout)
     assert data["peft_config"]["lora_alpha"] == 32
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("inspect", "gpt2"),
+        ("inspect", "smollm2-135m", "--full"),
+        ("models",),
+        ("budget", "gpt2", "--targets", "c_attn,c_proj"),
+        ("budget", "smollm2-135m", "--targets", "all", "--per-module"),
+        ("budget", "smollm2-135m", "--targets", "all-linear", "--r", "16", "--batch-size", "8", "--vram", "4GB"),
+    ],
+)
+def test_output_reads_in_a_pipe(args: tuple[str, ...], columns: int) -> None:
+    from rich.cells import cell_len
+
+    p = run(*args, columns=columns)
+    assert p.returncode == 0, p.stderr
+    assert "\x1b[" not in p.stdout + p.stderr  # no colour codes when not a TTY
+    assert max(cell_len(line) for line in p.stdout.splitlines()) <= columns
+    assert "…" not in p.stdout  # names are folded, never cut
+
+
+def test_json_warnings_stay_strings_with_kinds() -> None:
+    data = json.loads(run("budget", "gpt2", "--targets", "c_attn,c_proj", "--json").stdout)
+    assert data["warning_kinds"] == ["mixed_roles", "fused_qkv"]
+    assert all(isinstance(w, str) for w in data["warnings"])
+    data = json.loads(run("inspect", "gpt2", "--json").stdout)
+    assert data["warning_kinds"] == ["ambiguous_suffix", "fused_qkv", "tied_head"]

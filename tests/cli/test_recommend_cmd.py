@@ -93,3 +93,78 @@ def test_user_errors_are_loratune_errors(app):
     assert isinstance(r.exception, ConfigError)
     r = runner.invoke(app, ["recommend", "gpt2", "--dataset-size", "10", "--data", "demo"])
     assert isinstance(r.exception, ConfigError) and "not both" in r.exception.message
+
+
+# ---------------------------------------------------------------- output that reads anywhere
+def _pipe(*args: str, columns: int = 80):
+    """Run the CLI as `loratune … | cat` does: stdout is a pipe, not a TTY."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    env = {"COLUMNS": str(columns), "PATH": os.environ.get("PATH", ""), "PYTHONPATH": src}
+    return subprocess.run(
+        [sys.executable, "-m", "loratune.cli.app", *args], capture_output=True, text=True, env=env, check=False
+    )
+
+
+GPT2_EXAMPLE = ("recommend", "gpt2", "--task", "simple-qa", "--dataset-size", "1000")
+DEMO_EXAMPLE = ("recommend", "smollm2-135m", "--task", "simple-qa", "--data", "demo", "--vram", "8GB")
+
+
+def _cells(line: str) -> int:
+    from rich.cells import cell_len
+
+    return cell_len(line)  # Korean sources are two cells wide per character
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_recommend_reads_at_80_and_120_columns_in_a_pipe(columns):
+    from loratune.advise.explain import short_source, source_legend
+
+    p = _pipe(*GPT2_EXAMPLE, columns=columns)
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert "\x1b[" not in p.stdout + p.stderr  # no colour codes when not a TTY
+    assert max(_cells(line) for line in lines) <= columns
+    # 210 lines at 80 columns before; the wide table is behind --explain now.
+    assert len(lines) < (85 if columns == 80 else 60)  # 77 and 57 lines today
+    data = json.loads(_pipe(*GPT2_EXAMPLE, "--json").stdout)
+    flat = " ".join(" ".join(lines).split())  # undo the wrapping
+    table = lines[: next(i for i, line in enumerate(lines) if line.startswith("trainable:"))]
+    for e in data["explanations"]:
+        row = next(line for line in table if line.split(" ")[0] == e["param"])  # every parameter, whole
+        assert row.split()[0] == e["param"]
+        # every source, in its short form, in the table (a wrapped cell continues on the next lines)
+        assert short_source(e["source"]).split(";")[0] in " ".join(table)
+    for cited in source_legend([e["source"] for e in data["explanations"]]):
+        assert cited in flat
+    assert "…" not in p.stdout
+    # Both sides where the seed and the literature disagree: the seed's target names are shown.
+    assert "The seed says c_attn, c_proj" in flat
+    assert "LoraConfig(r=8, lora_alpha=16" in flat and "'c_fc']" in flat
+
+
+def test_make_demo_line_reads_at_80_columns():
+    p = _pipe(*DEMO_EXAMPLE)
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert "\x1b[" not in p.stdout and max(_cells(line) for line in lines) <= 80
+    assert "of 8.00 GiB" in p.stdout and "…" not in p.stdout
+    # The seed's names are the same modules as the role names here: no "matches different modules" note.
+    assert "matches different" not in p.stdout
+
+
+def test_explain_keeps_the_full_table_with_full_sources():
+    p = _pipe(*GPT2_EXAMPLE, "--explain", columns=200)
+    assert p.returncode == 0, p.stderr
+    assert "other side" in p.stdout and "arXiv:2405.09673" in p.stdout and "Forgets Less" in p.stdout
+    assert "…" not in p.stdout
+
+
+def test_json_keeps_warnings_as_strings_and_adds_kinds():
+    d = json.loads(_pipe(*GPT2_EXAMPLE, "--rules", "seed", "--json").stdout)
+    assert all(isinstance(w, str) for w in d["warnings"])
+    assert len(d["warning_kinds"]) == len(d["warnings"]) and "fused_qkv" in d["warning_kinds"]

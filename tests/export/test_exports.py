@@ -12,7 +12,7 @@ from loratune.export.axolotl import AXOLOTL_KEYS
 from loratune.export.llamafactory import LLAMAFACTORY_KEYS
 from loratune.export.peft import ADALORA_KEYS, LORA_KEYS
 from loratune.export.torchtune import MODEL_KEYS, TOP_KEYS
-from loratune.export.unsloth import UNSLOTH_LOAD_KEYS, UNSLOTH_PEFT_KEYS
+from loratune.export.unsloth import UNSLOTH_LOAD_KEYS, UNSLOTH_PASSTHROUGH_KEYS, UNSLOTH_PEFT_KEYS
 from loratune.models import load_anatomy, resolve_source
 
 GiB = 1024**3
@@ -52,8 +52,12 @@ def _call_kwargs(tree, name):
 
 
 def test_axolotl_keys_and_values(llama):
-    out = yaml_body(export_config("axolotl", llama, "llama-2-7b"))
+    text = export_config("axolotl", llama, "llama-2-7b")
+    out = yaml_body(text)
     assert set(out) <= AXOLOTL_KEYS
+    assert out["base_model"] == "meta-llama/Llama-2-7b-hf"  # the Hub id, not the catalog alias
+    assert "meta-llama/Llama-2-7b-hf is the Hugging Face Hub id of loratune's catalog entry llama-2-7b" in text
+    assert out["bf16"] is True  # the estimate assumed a bf16 base
     c, t = llama["config"], llama["training"]
     assert (out["lora_r"], out["lora_alpha"], out["lora_target_modules"]) == (
         c["r"],
@@ -71,6 +75,15 @@ def test_llamafactory_keys_and_the_layer_list_it_cannot_express():
     assert set(out) <= LLAMAFACTORY_KEYS
     assert out["finetuning_type"] == "lora" and out["lora_target"] == "c_attn,c_proj" and out["lora_rank"] == 8
     assert "CANNOT EXPRESS layers_to_transform=[6, 7, 8, 9, 10, 11]" in text
+    assert out["model_name_or_path"] == "openai-community/gpt2" and out["bf16"] is True
+    assert "upcast_layernorm" not in out and "quantization_bit" not in out  # a 16-bit base
+    assert out["disable_gradient_checkpointing"] is True  # the estimate assumed checkpointing off
+
+
+def test_llamafactory_4bit_base_upcasts_layernorms(llama):
+    out = yaml_body(export_config("llamafactory", llama, "llama-2-7b"))
+    assert out["quantization_bit"] == 4 and out["upcast_layernorm"] is True and out["bf16"] is True
+    assert out["model_name_or_path"] == "meta-llama/Llama-2-7b-hf"
 
 
 def test_unsloth_call_uses_only_its_parameters():
@@ -78,10 +91,12 @@ def test_unsloth_call_uses_only_its_parameters():
     text = export_config("unsloth", rec, "llama-2-7b")
     tree = ast.parse(text)
     peft = _call_kwargs(tree, "get_peft_model")
-    assert set(peft) <= UNSLOTH_PEFT_KEYS
-    assert set(_call_kwargs(tree, "from_pretrained")) <= UNSLOTH_LOAD_KEYS
+    assert set(peft) <= UNSLOTH_PEFT_KEYS | UNSLOTH_PASSTHROUGH_KEYS
+    load = _call_kwargs(tree, "from_pretrained")
+    assert set(load) <= UNSLOTH_LOAD_KEYS
+    assert load["model_name"] == "meta-llama/Llama-2-7b-hf" and load["load_in_4bit"] is False
     assert peft["r"] == rec["config"]["r"] and peft["layers_to_transform"] == [16, 17]
-    assert "CANNOT EXPRESS use_dora=True" in text  # goal=quality turned DoRA on
+    assert peft["use_dora"] is True and "CANNOT EXPRESS" not in text  # goal=quality turned DoRA on
 
 
 def test_torchtune_llama_names(llama):
@@ -94,12 +109,34 @@ def test_torchtune_llama_names(llama):
     assert out["optimizer"]["lr"] == llama["training"]["learning_rate"]
 
 
-def test_torchtune_phi3_fused_qkv_and_gpt2_refused():
+def test_torchtune_phi3_fused_qkv_and_non_llama_names_refused():
     phi = yaml_body(export_config("torchtune", rec_for("phi-3-mini", goal="memory", rules="seed"), "phi-3-mini"))
     assert phi["model"]["lora_attn_modules"] == ["q_proj", "k_proj", "v_proj"]
+    gpt2_names = rec_for("gpt2")  # c_attn, c_proj... handed over as if for a llama
     with pytest.raises(ConfigError) as e:
-        export_config("torchtune", rec_for("gpt2"), "gpt2")
+        export_config("torchtune", gpt2_names, "llama-2-7b")
     assert "llama-style" in e.value.message
+
+
+@pytest.mark.parametrize("model", ["qwen3-14b", "smollm2-135m", "gpt2"])
+def test_torchtune_refuses_a_model_without_a_released_builder(model):
+    with pytest.raises(ConfigError) as e:
+        export_config("torchtune", rec_for(model, dataset_size=1000), model)
+    assert f"torchtune 0.6.1 has no LoRA model builder for {model}" in e.value.message
+    assert "llama-3.1-8b" in e.value.hint and "qwen2.5-7b" in e.value.hint  # the ones that exist
+
+
+def test_local_paths_are_written_as_paths_and_said_so(llama, tiny_gpt2, tmp_path):
+    d, _ = tiny_gpt2
+    text = export_config("axolotl", llama, str(d))
+    assert yaml_body(text)["base_model"] == str(d.resolve())
+    assert f"{d.resolve()} is the local model directory loratune read" in text
+    gguf = tmp_path / "model.gguf"
+    gguf.write_bytes(b"GGUF")
+    text = export_config("llamafactory", llama, str(gguf))
+    assert yaml_body(text)["model_name_or_path"] == str(gguf.resolve()) and "local .gguf file" in text
+    tree = ast.parse(export_config("unsloth", llama, str(d)))
+    assert _call_kwargs(tree, "from_pretrained")["model_name"] == str(d.resolve())
 
 
 def test_adalora_exports_only_to_peft():
@@ -109,6 +146,20 @@ def test_adalora_exports_only_to_peft():
             export_config(fmt, rec, "llama-2-7b")
         assert "only PEFT" in e.value.message
     assert set(json.loads(export_config("peft", rec, "llama-2-7b"))) <= ADALORA_KEYS
+
+
+def test_adalora_python_snippet_says_to_call_update_and_allocate():
+    from peft import AdaLoraConfig
+
+    rec = rec_for("llama-2-7b", dataset_size=2000, method="adalora")
+    text = export_config("peft-python", rec, "llama-2-7b")
+    tree = ast.parse(text)  # still valid Python
+    AdaLoraConfig(**_call_kwargs(tree, "AdaLoraConfig"))
+    assert "model.base_model.update_and_allocate(step)" in text and "Trainer does not" in text
+    callback = next(n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name == "AdaLoraStep")
+    assert "update_and_allocate" in ast.unparse(callback)
+    lora = export_config("peft-python", rec_for("llama-2-7b", dataset_size=2000), "llama-2-7b")
+    assert "update_and_allocate" not in lora
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +198,11 @@ def test_peft_json_round_trip_on_a_tiny_model(tiny_gpt2, inputs):
 def test_peft_python_snippet_rebuilds_the_config(llama):
     from peft import LoraConfig
 
-    tree = ast.parse(export_config("peft-python", llama, "llama-2-7b"))
+    text = export_config("peft-python", llama, "llama-2-7b")
+    tree = ast.parse(text)
     kw = _call_kwargs(tree, "LoraConfig")
-    assert kw == {k: v for k, v in llama["config"].items()}
+    # The recommendation's values, PEFT defaults (use_dora=False, use_rslora=False) left out.
+    assert kw == {k: v for k, v in llama["config"].items() if v is not False}
+    assert list(kw)[:4] == ["r", "lora_alpha", "lora_dropout", "target_modules"]
     LoraConfig(**kw)
+    assert "from_pretrained('meta-llama/Llama-2-7b-hf')" in text

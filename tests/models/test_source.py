@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import struct
 from pathlib import Path
 
 import pytest
@@ -43,7 +44,7 @@ def test_directory_without_config(tmp_path: Path) -> None:
 
 def test_corrupt_config(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text("{not json")
-    with pytest.raises(ModelSourceError, match="cannot read"):
+    with pytest.raises(ModelSourceError, match="not valid JSON \\(line 1, column 2"):
         load_anatomy(resolve_source(str(tmp_path)))
 
 
@@ -89,5 +90,5 @@ def test_pickle_weights_need_the_flag(tmp_path: Path) -> None:
     with pytest.raises(UnsafeWeightsError, match="pickle"):
         check_weight_files(tmp_path, allow_pickle=False)
     check_weight_files(tmp_path, allow_pickle=True)  # the explicit flag lets it through
-    (tmp_path / "model.safetensors").write_bytes(b"")
+    (tmp_path / "model.safetensors").write_bytes(struct.pack("<Q", 2) + b"{}")  # a valid, empty file
     check_weight_files(tmp_path, allow_pickle=False)  # safetensors present: pickle files are ignored

@@ -57,3 +57,18 @@ def test_unsupported_training_values_are_refused_with_a_fix():
         training_fields({"quantization": "nf4"})
     with pytest.raises(ConfigError, match="warmup_typo"):
         training_fields({"warmup_typo": 1})
+
+
+def test_the_file_is_read_by_the_one_peft_reader():
+    """adapter_fields is budget.spec.peft_fields minus the run-describing keys: a PEFT-saved
+    adapter_config.json (every default written) gives the same adapter as the short form."""
+    from peft import LoraConfig
+
+    from loratune.budget.spec import AdapterSpec, peft_fields
+
+    short = {"r": 4, "lora_alpha": 8, "lora_dropout": 0.0, "target_modules": ["q_proj", "v_proj"], "use_dora": True}
+    saved = LoraConfig(**short).to_dict()
+    spec, extra = adapter_fields(saved)
+    assert spec == peft_fields(saved)[0]
+    assert AdapterSpec(**spec) == AdapterSpec.from_peft_kwargs(short)
+    assert not {"task_type", "peft_type", "bias", "use_dora", "r"} & set(extra)

@@ -1,65 +1,29 @@
-"""AdaLoRA's schedule in PEFT's semantics (peft/tuners/adalora/config.py, AdaLoraConfig):
-
-- ``total_step``: optimizer steps of the whole run (PEFT refuses None);
-- ``tinit``: initial steps with the full budget (no pruning);
-- ``tfinal``: the *last* ``tfinal`` steps, with the final budget fixed — a count, not a step index
-  (the seed's comment "Rank 조절 종료 스텝" reads it as the step where pruning ends);
-- between them the budget falls cubically from ``init_r`` to ``target_r`` per matrix, every
-  ``deltaT`` steps [AdaLoRA 2303.10512 Eq. 12]; PEFT requires ``tinit < total_step - tfinal``.
-"""
+"""AdaLoRA's schedule explained: the values come from :mod:`loratune.budget.adalora_schedule` (the
+one definition the trial uses too); this module says where each comes from and where the seed and
+the paper disagree."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
 
 from loratune.advise import explain as S
 from loratune.advise.explain import Explanation, disagreement
-from loratune.errors import ConfigError
+from loratune.budget.adalora_schedule import (
+    PEFT_FRACTIONS,
+    SEED_FRACTIONS,
+    AdaLoraSchedule,
+    adalora_schedule_values,
+    init_rank,
+)
 
-
-@dataclass(frozen=True)
-class AdaLoraSchedule:
-    init_r: int
-    target_r: int
-    tinit: int
-    tfinal: int
-    deltaT: int  # noqa: N815 — PEFT's field name
-    total_step: int
-    orth_reg_weight: float = 0.1
-    beta1: float = 0.85
-    beta2: float = 0.85
-
-    @property
-    def budgeting_steps(self) -> int:
-        return self.total_step - self.tfinal - self.tinit
-
-    def peft_kwargs(self) -> dict[str, int | float]:
-        return asdict(self)
-
-
-def init_rank(target_r: int, rules: str) -> int:
-    # The paper starts the budget at 1.5× the target [2303.10512 §4] — PEFT's defaults (init_r 12,
-    # target_r 8) are that ratio; the seed's example starts at 2× (init_r 16 → target_r 8).
-    return 2 * target_r if rules == "seed" else math.ceil(1.5 * target_r)
+__all__ = ["AdaLoraSchedule", "adalora_schedule", "init_rank"]
 
 
 def adalora_schedule(target_r: int, total_step: int | None, rules: str) -> tuple[AdaLoraSchedule, list[Explanation]]:
-    if total_step is None:
-        raise ConfigError(
-            "AdaLoRA needs total_step (PEFT refuses None), derived from the dataset size",
-            "pass --dataset-size N or --data FILE",
-        )
-    if total_step < 1:
-        raise ConfigError(f"AdaLoRA needs at least 1 training step, got {total_step}", "use more data or epochs")
-    seed_frac, peft_frac = (200 / 10_000, 1_000 / 10_000), (10 / 100, 20 / 100)
-    frac = seed_frac if rules == "seed" else peft_frac
-    tinit, tfinal = int(total_step * frac[0]), int(total_step * frac[1])
-    budgeting = total_step - tinit - tfinal
-    # The seed's deltaT=10, shrunk so the budgeting phase holds at least 10 reallocations.
-    delta = max(1, min(10, budgeting // 10))
-    init_r = init_rank(target_r, rules)
-    sched = AdaLoraSchedule(init_r, target_r, tinit, tfinal, delta, total_step)
+    sched = adalora_schedule_values(target_r, total_step, rules)
+    total_step, tinit, tfinal, delta = sched.total_step, sched.tinit, sched.tfinal, sched.deltaT
+    budgeting = sched.budgeting_steps
+    frac = tuple(n / d for n, d in (SEED_FRACTIONS if rules == "seed" else PEFT_FRACTIONS))
 
     ex: list[Explanation] = []
     lit_init = Explanation(

@@ -21,7 +21,7 @@ from loratune.advise.modules import (
 from loratune.advise.presets import Preset, get_preset
 from loratune.advise.tasks import TASK_CLASSES, TaskClass, TaskMapping, map_task
 from loratune.anatomy.targets import TargetSpec, resolve
-from loratune.anatomy.types import Anatomy
+from loratune.anatomy.types import Anatomy, TargetWarning
 from loratune.budget.params import count_params
 from loratune.budget.spec import AdapterSpec
 
@@ -42,7 +42,7 @@ class Advisor:
         self.a, self.i, self.rules = anatomy, inputs, inputs.rules
         self.preset: Preset | None = get_preset(inputs.preset) if inputs.preset else None
         self.ex: list[Explanation] = []
-        self.warnings: list[str] = []
+        self.warnings: list[TargetWarning] = []
         task_text = inputs.task or (self.preset.task if self.preset else None)
         self.mapping: TaskMapping | None = map_task(task_text) if task_text else None
         self.task: TaskClass = self.mapping.task if self.mapping else TASK_CLASSES["simple-qa"]
@@ -94,7 +94,7 @@ class Advisor:
         if alt is not None:
             alt_names = (seed_targets if self.rules != "seed" else role_targets)(self.a, str(alt.value))[0]
         note = chosen.note
-        if self.rules != "seed" and seed_names != role_names:
+        if self.rules != "seed" and self._modules(seed_names) != self._modules(role_names):
             note = (
                 f"{note} The seed writes this as {seed_names}, which matches different modules here "
                 f"({self._clash(seed_names, role_names)})."
@@ -110,16 +110,24 @@ class Advisor:
         )
         if self.rules == "seed":
             res = resolve(self.a, TargetSpec(tuple(names)))
-            if any("different roles" in w for w in res.warnings):
+            if any(w.kind == "mixed_roles" for w in res.warnings):
                 ex = replace(ex, note=f"{ex.note} {self._clash(names, role_names)}".strip())
         self.ex.append(ex)
         return strategy, names
 
+    def _modules(self, names: list[str]) -> set[str]:
+        """The module names a target list adapts here (order and spelling of the list aside)."""
+        return {m.name for m in resolve(self.a, TargetSpec(tuple(names))).modules}
+
     def _clash(self, literal: list[str], by_role: list[str]) -> str:
         p_lit = count_params(self.a, AdapterSpec(TargetSpec(tuple(literal)), r=8)).trainable_params
         p_role = count_params(self.a, AdapterSpec(TargetSpec(tuple(by_role)), r=8)).trainable_params
-        clash = [w for w in resolve(self.a, TargetSpec(tuple(literal))).warnings if "different roles" in w]
-        head = clash[0].split(":")[0] if clash else "the names differ"
+        clash = [w for w in resolve(self.a, TargetSpec(tuple(literal))).warnings if w.kind == "mixed_roles"]
+        head = (
+            f"target '{clash[0].target}' matches modules of different roles ({', '.join(clash[0].roles)})"
+            if clash
+            else "the names differ"
+        )
         return f"{head}: at r=8 {literal} trains {p_lit:,} params, {by_role} trains {p_role:,}"
 
     def rank(self, names: list[str]) -> int:

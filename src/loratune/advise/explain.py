@@ -20,7 +20,6 @@ SEED_ALPHA = "seed 000 §2.2 규칙 1 (alpha = 2r)"
 SEED_ALPHA_LR = "seed 000 §2.3 (alpha/LR pairs)"
 SEED_TARGETS = "seed 000 §3.2–3.3 (module names, strategies)"
 SEED_PRESETS = "seed 000 §4.1 (scenarios)"
-SEED_MEMORY = "seed 000 실전 팁 '메모리 부족 시'"
 SEED_QUICK = "seed 000 실전 팁 '빠른 시작'"
 SEED_RESULT = "seed 000 §5.1 (measured run)"
 SEED_DORA = "seed 003 §2, §6 (DoRA as default)"
@@ -38,6 +37,61 @@ LR_MATTERS = "Learning Rate Matters arXiv:2602.04998"
 ADALORA = "AdaLoRA arXiv:2303.10512"
 PEFT_ADALORA = "peft/tuners/adalora/config.py (AdaLoraConfig)"
 LORATUNE = "loratune default"
+CHECKPOINTING = "Chen et al. arXiv:1604.06174"
+SEED_TITLES = {"000": "LoRA 하이퍼파라미터 선정 가이드", "003": "Chapter 12: 고급 LoRA 기법"}
+
+# Short names for a narrow table column, and what :func:`source_legend` lists once for each:
+# the name and its identifier (the full title is in ``--explain`` and ``--json``).
+_SHORT = {
+    LEARNS_LESS: ("Learns Less", "Learns Less arXiv:2405.09673"),
+    WITHOUT_REGRET: ("Without Regret", "Without Regret (Thinking Machines, 2025)"),
+    EXPRESSIVE: ("Expressive Power", "Expressive Power arXiv:2310.17513"),
+    LR_MATTERS: ("LR Matters", "LR Matters arXiv:2602.04998"),
+    PEFT_ADALORA: ("PEFT AdaLoraConfig", PEFT_ADALORA),
+    LORA: ("LoRA", LORA),
+    QLORA: ("QLoRA", QLORA),
+    RSLORA: ("rsLoRA", RSLORA),
+    DORA: ("DoRA", DORA),
+    ADALORA: ("AdaLoRA", ADALORA),
+    CHECKPOINTING: ("Chen et al.", CHECKPOINTING),
+}
+
+
+def source_parts(source: str) -> list[str]:
+    """``"A; B Table 5"`` → ``["A", "B Table 5"]``."""
+    return [p.strip() for p in source.split(";") if p.strip()]
+
+
+def _short_part(part: str) -> tuple[str, str | None]:
+    """(short form, full citation to list in the legend or None)."""
+    if part.startswith("seed "):
+        # "seed 000 §1.2 기준 1 (task complexity)": the parenthesis restates the rule; drop it.
+        head = part.split(" (", 1)[0]
+        return head, None
+    for full, (short, legend) in _SHORT.items():
+        if part.startswith(full):
+            return short + part[len(full) :], legend
+    return part, None
+
+
+def short_source(source: str) -> str:
+    """A source in the short form of the compact table: ``QLoRA; Learns Less; LoRA Table 5``."""
+    return "; ".join(_short_part(p)[0] for p in source_parts(source))
+
+
+def source_legend(sources: list[str]) -> list[str]:
+    """What the short names of ``sources`` stand for, each once, in first-use order, then the
+    titles of the seed documents cited."""
+    out: list[str] = []
+    seeds: list[str] = []
+    for source in sources:
+        for part in source_parts(source):
+            full = _short_part(part)[1]
+            if full is not None and full not in out:
+                out.append(full)
+            if part.startswith("seed ") and part[5:8] in SEED_TITLES and part[5:8] not in seeds:
+                seeds.append(part[5:8])
+    return out + [f"seed {n} = {SEED_TITLES[n]}" for n in sorted(seeds)]
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,10 @@
 """Fit a recommended config into the user's VRAM, changing it in a stated order, each step listed.
 
-Order (seed 000 실전 팁 '메모리 부족 시'): 1. lower r (8 → 4), 2. fewer modules (attention + FFN →
-attention → q + v), 3. smaller batch; then the literature's two levers: 4. gradient checkpointing
-[Chen et al. 1604.06174; 2205.05198 §4], 5. a 4-bit NF4 base [QLoRA 2305.14314]. Once it fits,
+The order and its floors are :data:`loratune.budget.fit.FIT_ORDER` (the one definition that
+``budget --vram`` uses too): seed 000 실전 팁 '메모리 부족 시' — 1. lower r (down to 4),
+2. fewer modules (attention + FFN → attention → q + v), 3. smaller batch (down to 1); then the
+literature's two levers: 4. gradient checkpointing [Chen et al. 1604.06174; 2205.05198 §4],
+5. a 4-bit NF4 base [QLoRA 2305.14314]. Each lever is applied until it reaches its floor. Once it fits,
 quality cuts that the later steps made unnecessary are given back (modules first, then r), so a
 4-bit base does not leave r=4 q+v behind when r=16 on every module fits too. When nothing fits,
 the smallest config's memory is the minimum VRAM that would.
@@ -14,10 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from loratune.advise import explain as S
+from loratune.budget.fit import FIT_ORDER, MODULE_LADDER, R_FLOOR, fewer_modules, lower_r, smaller_batch
 from loratune.errors import LoratuneError
 
-R_FLOOR = 4  # the seed's smallest rank (메모리 제약 preset, "r 감소 (8 → 4)")
-_LADDER = ("all", "attention", "qv")
+__all__ = ["R_FLOOR", "FitOutcome", "FitStep", "Knobs", "fit_to_vram"]
 
 
 @dataclass(frozen=True)
@@ -78,51 +80,51 @@ def fit_to_vram(start: Knobs, vram_bytes: int, measure: Measure, targets_for: Ta
         return total <= vram_bytes
 
     done = total <= vram_bytes
-    # 1. lower r
-    while not done and cur.r > R_FLOOR:
-        r2 = max(R_FLOOR, cur.r // 2)
-        done = step(replace(cur, r=r2), "lower r", f"r {cur.r} → {r2} (alpha scaled with it)", S.SEED_MEMORY)
-    # 2. fewer modules
-    while not done and cur.strategy in _LADDER[:-1]:
-        nxt = _LADDER[_LADDER.index(cur.strategy) + 1]
-        try:
-            names = targets_for(nxt)
-        except LoratuneError:
-            break
-        if names == cur.targets:
-            cur = replace(cur, strategy=nxt)
-            continue
-        done = step(
-            replace(cur, strategy=nxt, targets=names),
-            "fewer modules",
-            f"{cur.strategy} → {nxt}: {', '.join(names)}",
-            S.SEED_MEMORY,
-        )
-    # 3. smaller batch, keeping the effective batch through gradient accumulation
-    while not done and cur.micro_batch > 1:
-        b2 = cur.micro_batch // 2
-        done = step(
-            replace(cur, micro_batch=b2, grad_accum=cur.grad_accum * 2),
-            "smaller batch",
-            f"micro-batch {cur.micro_batch} → {b2}, gradient accumulation {cur.grad_accum} → {cur.grad_accum * 2}",
-            S.SEED_MEMORY,
-        )
-    # 4. gradient checkpointing
-    if not done and not cur.grad_checkpointing:
-        done = step(
-            replace(cur, grad_checkpointing=True),
-            "gradient checkpointing",
-            "on: keep one input per layer, recompute the rest (≈ +30 % step time)",
-            "Chen et al. arXiv:1604.06174; arXiv:2205.05198 §4",
-        )
-    # 5. 4-bit base
-    if not done and cur.quant != "4bit":
-        done = step(replace(cur, quant="4bit"), "4-bit base", "NF4 frozen weights (QLoRA)", S.QLORA)
+    for lever in FIT_ORDER:
+        src = lever.source
+        if lever.name == "lower r":
+            while not done and (r2 := lower_r(cur.r)) is not None:
+                done = step(replace(cur, r=r2), lever.name, f"r {cur.r} → {r2} (alpha scaled with it)", src)
+        elif lever.name == "fewer modules":
+            while not done and (nxt := fewer_modules(cur.strategy)) is not None:
+                try:
+                    names = targets_for(nxt)
+                except LoratuneError:
+                    break
+                if names == cur.targets:
+                    cur = replace(cur, strategy=nxt)
+                    continue
+                done = step(
+                    replace(cur, strategy=nxt, targets=names),
+                    lever.name,
+                    f"{cur.strategy} → {nxt}: {', '.join(names)}",
+                    src,
+                )
+        elif lever.name == "smaller batch":
+            # The effective batch is kept through gradient accumulation.
+            while not done and (b2 := smaller_batch(cur.micro_batch)) is not None:
+                done = step(
+                    replace(cur, micro_batch=b2, grad_accum=cur.grad_accum * 2),
+                    lever.name,
+                    f"micro-batch {cur.micro_batch} → {b2}, gradient accumulation {cur.grad_accum} → "
+                    f"{cur.grad_accum * 2}",
+                    src,
+                )
+        elif lever.name == "gradient checkpointing":
+            if not done and not cur.grad_checkpointing:
+                done = step(
+                    replace(cur, grad_checkpointing=True),
+                    lever.name,
+                    "on: keep one input per layer, recompute the rest (≈ +30 % step time)",
+                    src,
+                )
+        elif lever.name == "4-bit base" and not done and cur.quant != "4bit":
+            done = step(replace(cur, quant="4bit"), lever.name, "NF4 frozen weights (QLoRA)", src)
 
     if done:
         # Give back quality cuts that the later steps made unnecessary: widest modules first, then r.
-        if start.strategy in _LADDER and cur.strategy != start.strategy:
-            for wider in _LADDER[_LADDER.index(start.strategy) : _LADDER.index(cur.strategy)]:
+        if start.strategy in MODULE_LADDER and cur.strategy != start.strategy:
+            for wider in MODULE_LADDER[MODULE_LADDER.index(start.strategy) : MODULE_LADDER.index(cur.strategy)]:
                 trial = replace(
                     cur, strategy=wider, targets=start.targets if wider == start.strategy else targets_for(wider)
                 )

@@ -10,8 +10,8 @@ from __future__ import annotations
 from loratune.advise import explain as S
 from loratune.advise.explain import Explanation
 from loratune.advise.tasks import TaskClass
-from loratune.anatomy.targets import TargetSpec, expand_shorthand, resolve
-from loratune.anatomy.types import ROLES, Anatomy
+from loratune.anatomy.targets import TargetSpec, expand_shorthand, matches_suffix, resolve
+from loratune.anatomy.types import ROLES, Anatomy, TargetWarning
 from loratune.errors import TargetError
 
 STRATEGIES = ("all", "attention", "qv")
@@ -39,15 +39,15 @@ def ordered(anatomy: Anatomy, suffixes: list[str]) -> list[str]:
     rank = {r: i for i, r in enumerate(ROLES)}
 
     def key(s: str) -> tuple[int, str]:
-        roles = [m.role for m in anatomy.modules if m.name == s or m.name.endswith("." + s)]
+        roles = [m.role for m in anatomy.modules if matches_suffix(m.name, s)]
         return (min((rank[r] for r in roles), default=len(ROLES)), s)
 
     return sorted(suffixes, key=key)
 
 
-def role_targets(anatomy: Anatomy, strategy: str) -> tuple[list[str], list[str]]:
+def role_targets(anatomy: Anatomy, strategy: str) -> tuple[list[str], list[TargetWarning]]:
     """(real suffixes, warnings) for a strategy, resolved by role on this model."""
-    warnings: list[str] = []
+    warnings: list[TargetWarning] = []
     if strategy == "qv":
         try:
             names = expand_shorthand(anatomy, "qv") or []
@@ -56,14 +56,20 @@ def role_targets(anatomy: Anatomy, strategy: str) -> tuple[list[str], list[str]]
             fused = [m for m in anatomy.modules if m.role == "attn_qkv"]
             names = sorted({m.suffix for m in fused})
             warnings.append(
-                f"q and v share one fused matrix ({', '.join(names)}) here: 'q and v only' adapts q, k and v together"
+                TargetWarning(
+                    "fused_qkv",
+                    f"q and v share one fused matrix ({', '.join(names)}) here: "
+                    "'q and v only' adapts q, k and v together",
+                    names[0] if names else None,
+                    ("attn_q", "attn_k", "attn_v"),
+                )
             )
         return ordered(anatomy, names), warnings
     names = expand_shorthand(anatomy, strategy) or []
     return ordered(anatomy, names), warnings
 
 
-def seed_targets(anatomy: Anatomy, strategy: str) -> tuple[list[str], list[str]]:
+def seed_targets(anatomy: Anatomy, strategy: str) -> tuple[list[str], list[TargetWarning]]:
     """The seed's literal names where it lists this family (and they exist), else the same strategy by role."""
     literal = _SEED_NAMES.get(anatomy.model_type, {}).get(strategy)
     if literal:

@@ -19,7 +19,7 @@ from loratune.advise.modules import (
     seed_targets,
 )
 from loratune.anatomy.targets import TargetSpec, resolve
-from loratune.anatomy.types import Anatomy
+from loratune.anatomy.types import Anatomy, TargetWarning
 from loratune.budget.memory import MemorySettings, estimate_memory
 from loratune.budget.params import count_params
 from loratune.budget.spec import AdapterSpec
@@ -40,7 +40,7 @@ class Recommendation:
     trainable_percent: float
     memory: dict[str, Any]
     fit_steps: list[FitStep] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[TargetWarning] = field(default_factory=list)
 
     def explanation(self, param: str) -> Explanation:
         for e in self.explanations:
@@ -61,7 +61,9 @@ class Recommendation:
             "trainable_percent": round(self.trainable_percent, 4),
             "memory": self.memory,
             "fit_steps": [s.to_dict() for s in self.fit_steps],
-            "warnings": self.warnings,
+            # Strings, as before; ``warning_kinds`` (same order) is what code should test.
+            "warnings": [w.message for w in self.warnings],
+            "warning_kinds": [w.kind for w in self.warnings],
         }
 
 
@@ -131,7 +133,7 @@ def recommend(anatomy: Anatomy, inputs: AdviceInputs) -> Recommendation:
     estimate = estimate_memory(anatomy, spec, settings, budget)
     for w in budget.warnings:
         # A bare name that hits attention and MLP is intended when every linear layer is the target.
-        intended = knobs.strategy == "all" and inputs.rules != "seed" and "different roles" in w
+        intended = knobs.strategy == "all" and inputs.rules != "seed" and w.kind == "mixed_roles"
         if w not in adv.warnings and not intended:
             adv.warnings.append(w)
 
@@ -235,7 +237,7 @@ def _lever_rows(adv: Advisor, after: Knobs, vram_given: bool) -> None:
             "on, needed to fit"
             if after.grad_checkpointing
             else ("off: not needed to fit" if vram_given else "off: no --vram given") + " (it costs ≈ 30 % step time)",
-            "Chen et al. arXiv:1604.06174",
+            S.CHECKPOINTING,
         )
     )
     adv.ex.append(

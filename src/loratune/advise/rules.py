@@ -153,6 +153,7 @@ RANK_WHY = (
 # ---------------------------------------------------------------- alpha, rsLoRA, learning rate
 def alpha_rule(r: int) -> Explanation:
     """seed 000 §2.2 규칙 1 and 2405.09673 agree: alpha = 2r (scaling 2.0)."""
+    # TODO default_alpha: use budget.spec.default_alpha(r) once it lands (one definition of 2r).
     return Explanation(
         "lora_alpha",
         2 * r,

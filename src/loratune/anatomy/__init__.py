@@ -1,5 +1,25 @@
 """Anatomy: every module LoRA can wrap, its role and shape, and what a target spec matches."""
 
-from loratune.anatomy.types import ATTENTION_ROLES, MLP_ROLES, ROLES, AdaptableModule, Anatomy, ArchFacts
+from loratune.anatomy.types import (
+    ATTENTION_ROLES,
+    MLP_ROLES,
+    ROLES,
+    WARNING_KINDS,
+    AdaptableModule,
+    Anatomy,
+    ArchFacts,
+    TargetWarning,
+    WarningKind,
+)
 
-__all__ = ["ATTENTION_ROLES", "MLP_ROLES", "ROLES", "AdaptableModule", "Anatomy", "ArchFacts"]
+__all__ = [
+    "ATTENTION_ROLES",
+    "MLP_ROLES",
+    "ROLES",
+    "WARNING_KINDS",
+    "AdaptableModule",
+    "Anatomy",
+    "ArchFacts",
+    "TargetWarning",
+    "WarningKind",
+]

@@ -6,16 +6,8 @@ import re
 from typing import Any
 
 from loratune.anatomy.roles import role_of
+from loratune.anatomy.targets import layer_index
 from loratune.anatomy.types import AdaptableModule, Anatomy, ArchFacts
-
-# PEFT's own layer-index rule (peft/tuners/tuners_utils.py, check_target_module_exists, when no
-# layers_pattern is given): the first numbered path segment that follows a named one.
-LAYER_INDEX_RE = re.compile(r".*?\.[^.]*\.(?P<idx>\d+)\.")
-
-
-def layer_index(name: str) -> int | None:
-    m = LAYER_INDEX_RE.match(name)
-    return int(m.group("idx")) if m else None
 
 
 def natural_key(name: str) -> tuple[Any, ...]:

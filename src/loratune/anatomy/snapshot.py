@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from loratune.anatomy.extract import LAYER_INDEX_RE, natural_key
+from loratune.anatomy.extract import natural_key
+from loratune.anatomy.targets import LAYER_INDEX_RE
 from loratune.anatomy.types import AdaptableModule, Anatomy, ArchFacts
 
 

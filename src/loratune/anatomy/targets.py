@@ -19,8 +19,33 @@ import difflib
 import re
 from dataclasses import dataclass, field
 
-from loratune.anatomy.types import ATTENTION_ROLES, MLP_ROLES, AdaptableModule, Anatomy
+from loratune.anatomy.types import ATTENTION_ROLES, MLP_ROLES, AdaptableModule, Anatomy, TargetWarning
 from loratune.errors import TargetError
+
+# PEFT's own layer-index rule (peft/tuners/tuners_utils.py, check_target_module_exists, when no
+# layers_pattern is given): the first numbered path segment that follows a named one.
+LAYER_INDEX_RE = re.compile(r".*?\.[^.]*\.(?P<idx>\d+)\.")
+
+
+def matches_suffix(name: str, target: str) -> bool:
+    """PEFT's list rule for ``target_modules`` and ``exclude_modules`` (tuners_utils.py,
+    ``check_target_module_exists``): the full name equals the entry or ends in ``"." + entry``."""
+    return name == target or name.endswith("." + target)
+
+
+def layer_index(name: str, layers_pattern: tuple[str, ...] | None = None) -> int | None:
+    """The layer a module lies in, by PEFT's rule: the first numbered segment after a named one, or
+    the number right after one of ``layers_pattern`` when given."""
+    if not layers_pattern:
+        m = LAYER_INDEX_RE.match(name)
+    else:
+        m = None
+        for p in layers_pattern:
+            m = re.match(rf"(?:^|.*?\.){p}\.(?P<idx>\d+)\.", name)
+            if m is not None:
+                break
+    return int(m.group("idx")) if m else None
+
 
 ALL_LINEAR = "all-linear"
 SHORTHANDS = {
@@ -49,7 +74,7 @@ class TargetSpec:
 class Resolution:
     modules: list[AdaptableModule]
     peft_target_modules: list[str] | str
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[TargetWarning] = field(default_factory=list)
 
 
 def parse_targets(text: str) -> tuple[str, ...] | str:
@@ -74,7 +99,7 @@ def minimal_suffixes(anatomy: Anatomy, chosen: list[AdaptableModule]) -> list[st
             suffix = ".".join(parts[-k:])
             if suffix.split(".")[0].isdigit():
                 continue  # a suffix starting at a layer index would pin one layer
-            if not any(o == suffix or o.endswith("." + suffix) for o in others):
+            if not any(matches_suffix(o, suffix) for o in others):
                 break
         else:
             suffix = m.name
@@ -103,20 +128,8 @@ def expand_shorthand(anatomy: Anatomy, name: str) -> list[str] | None:
     return minimal_suffixes(anatomy, chosen)
 
 
-def _layer_of(name: str, patterns: tuple[str, ...] | None) -> int | None:
-    if not patterns:
-        m = re.match(r".*?\.[^.]*\.(?P<idx>\d+)\.", name)
-    else:
-        m = None
-        for p in patterns:
-            m = re.match(rf"(?:^|.*?\.){p}\.(?P<idx>\d+)\.", name)
-            if m is not None:
-                break
-    return int(m.group("idx")) if m else None
-
-
 def _excluded(name: str, spec: TargetSpec) -> bool:
-    if any(name == e or name.endswith("." + e) for e in spec.exclude_modules):
+    if any(matches_suffix(name, e) for e in spec.exclude_modules):
         return True
     return any(re.match(rf"(^|.*\.){m}($|\..*)", name) for m in spec.modules_to_save)
 
@@ -152,7 +165,7 @@ def resolve(anatomy: Anatomy, spec: TargetSpec) -> Resolution:
             )
     else:
         _check_each_name_matches(anatomy, candidates, targets)
-        chosen = [m for m in candidates if m.name in targets or any(m.name.endswith("." + t) for t in targets)]
+        chosen = [m for m in candidates if any(matches_suffix(m.name, t) for t in targets)]
         peft_targets = list(targets)
 
     if spec.layers_to_transform is not None:
@@ -166,7 +179,7 @@ def resolve(anatomy: Anatomy, spec: TargetSpec) -> Resolution:
             # PEFT refuses all-linear + layers_to_transform; the same modules as explicit names work.
             peft_targets = minimal_suffixes(anatomy, chosen)
         keep = set(spec.layers_to_transform)
-        chosen = [m for m in chosen if _layer_of(m.name, spec.layers_pattern) in keep]
+        chosen = [m for m in chosen if layer_index(m.name, spec.layers_pattern) in keep]
         if not chosen:
             raise TargetError(
                 f"no targeted module lies in layers {sorted(keep)}",
@@ -182,7 +195,7 @@ def resolve(anatomy: Anatomy, spec: TargetSpec) -> Resolution:
 
 def _check_each_name_matches(anatomy: Anatomy, candidates: list[AdaptableModule], targets: tuple[str, ...]) -> None:
     for t in targets:
-        if any(m.name == t or m.name.endswith("." + t) for m in candidates):
+        if any(matches_suffix(m.name, t) for m in candidates):
             continue
         leaf = t.rsplit(".", 1)[-1]
         if leaf in anatomy.container_names:
@@ -205,45 +218,96 @@ def _suffix_names(mods: list[AdaptableModule]) -> list[str]:
     return list(dict.fromkeys(m.suffix for m in mods))
 
 
-def target_warnings(anatomy: Anatomy, chosen: list[AdaptableModule], targets: tuple[str, ...] | str) -> list[str]:
+def target_warnings(
+    anatomy: Anatomy, chosen: list[AdaptableModule], targets: tuple[str, ...] | str
+) -> list[TargetWarning]:
     """Warnings about what a spec really adapts (the seed's GPT-2 ``c_proj`` surprise)."""
-    out: list[str] = []
+    out: list[TargetWarning] = []
     if not isinstance(targets, str):
         for t in targets:
-            hit = [m for m in chosen if m.name == t or m.name.endswith("." + t)]
-            roles = sorted({m.role for m in hit})
+            hit = [m for m in chosen if matches_suffix(m.name, t)]
+            roles = tuple(sorted({m.role for m in hit}))
             if len(roles) > 1:
                 by_role = {r: minimal_suffixes(anatomy, [m for m in hit if m.role == r]) for r in roles}
                 alt = "; ".join(f"{r}: {', '.join(v)}" for r, v in by_role.items())
                 out.append(
-                    f"target '{t}' matches modules of different roles ({', '.join(roles)}): "
-                    f"{len(hit)} modules. To pick one role use a longer suffix — {alt}"
+                    TargetWarning(
+                        "mixed_roles",
+                        f"target '{t}' matches modules of different roles ({', '.join(roles)}): "
+                        f"{len(hit)} modules. To pick one role use a longer suffix — {alt}",
+                        t,
+                        roles,
+                    )
                 )
-    if any(m.role == "attn_qkv" for m in chosen):
-        out.append("q, k and v share one fused matrix here: LoRA adapts all three together (q+v alone is impossible)")
+    fused = sorted({m.suffix for m in chosen if m.role == "attn_qkv"})
+    if fused:
+        out.append(
+            TargetWarning(
+                "fused_qkv",
+                "q, k and v share one fused matrix here: LoRA adapts all three together (q+v alone is impossible)",
+                fused[0],
+                ("attn_q", "attn_k", "attn_v"),
+            )
+        )
     if anatomy.output_module and any(m.name == anatomy.output_module for m in chosen) and anatomy.tied_embeddings:
-        out.append("the LM head is tied to the input embeddings: adapting it changes how both are used")
+        out.append(
+            TargetWarning(
+                "tied_head",
+                "the LM head is tied to the input embeddings: adapting it changes how both are used",
+                anatomy.output_module,
+                ("lm_head", "embedding"),
+            )
+        )
     return out
 
 
-def anatomy_warnings(anatomy: Anatomy) -> list[str]:
+def anatomy_warnings(anatomy: Anatomy) -> list[TargetWarning]:
     """Warnings about the model itself, shown by ``inspect``."""
-    out: list[str] = []
+    out: list[TargetWarning] = []
     by_suffix: dict[str, set[str]] = {}
     for m in anatomy.modules:
         by_suffix.setdefault(m.suffix, set()).add(m.role)
-    for suffix, roles in sorted(by_suffix.items()):
-        if len(roles) > 1:
+    for suffix, role_set in sorted(by_suffix.items()):
+        if len(role_set) > 1:
+            roles = tuple(sorted(role_set))
             hit = [m for m in anatomy.modules if m.suffix == suffix]
             per_role = "; ".join(
-                f"{r} → {', '.join(minimal_suffixes(anatomy, [m for m in hit if m.role == r]))}" for r in sorted(roles)
+                f"{r} → {', '.join(minimal_suffixes(anatomy, [m for m in hit if m.role == r]))}" for r in roles
             )
-            out.append(f"the bare name '{suffix}' matches modules of different roles ({per_role})")
+            out.append(
+                TargetWarning(
+                    "ambiguous_suffix",
+                    f"the bare name '{suffix}' matches modules of different roles ({per_role})",
+                    suffix,
+                    roles,
+                )
+            )
     fused = sorted({m.suffix for m in anatomy.modules if m.role == "attn_qkv"})
     if fused:
-        out.append(f"fused q/k/v in '{', '.join(fused)}': q+v-only targeting is impossible on this model")
+        out.append(
+            TargetWarning(
+                "fused_qkv",
+                f"fused q/k/v in '{', '.join(fused)}': q+v-only targeting is impossible on this model",
+                fused[0],
+                ("attn_q", "attn_k", "attn_v"),
+            )
+        )
     if any(m.suffix == "gate_up_proj" for m in anatomy.modules):
-        out.append("fused gate/up projection 'gate_up_proj': the MLP gate and up matrices are adapted together")
+        out.append(
+            TargetWarning(
+                "fused_gate_up",
+                "fused gate/up projection 'gate_up_proj': the MLP gate and up matrices are adapted together",
+                "gate_up_proj",
+                ("mlp_gate", "mlp_up"),
+            )
+        )
     if anatomy.tied_embeddings:
-        out.append(f"the LM head ({anatomy.output_module}) shares its weight with the input embedding (tied)")
+        out.append(
+            TargetWarning(
+                "tied_head",
+                f"the LM head ({anatomy.output_module}) shares its weight with the input embedding (tied)",
+                anatomy.output_module,
+                ("lm_head", "embedding"),
+            )
+        )
     return out

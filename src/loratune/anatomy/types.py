@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 ROLES = (
     "attn_q",
@@ -19,6 +20,35 @@ ROLES = (
 )
 ATTENTION_ROLES = frozenset({"attn_q", "attn_k", "attn_v", "attn_qkv", "attn_o"})
 MLP_ROLES = frozenset({"mlp_up", "mlp_gate", "mlp_down"})
+
+
+WarningKind = Literal["ambiguous_suffix", "mixed_roles", "fused_qkv", "fused_gate_up", "tied_head"]
+WARNING_KINDS: tuple[WarningKind, ...] = ("ambiguous_suffix", "mixed_roles", "fused_qkv", "fused_gate_up", "tied_head")
+
+
+@dataclass(frozen=True)
+class TargetWarning:
+    """Something a model or a target spec does that the user may not expect. Code decides on
+    ``kind`` (and ``target``/``roles``); ``message`` is for people.
+
+    - ``ambiguous_suffix``: a bare module name on this model means modules of several roles
+      (GPT-2's ``c_proj`` is attention output and MLP down); ``target`` is that name;
+    - ``mixed_roles``: a target of this spec matches modules of several roles; ``target`` is it;
+    - ``fused_qkv``: q, k and v share one matrix (``target``: the fused name), q+v alone is impossible;
+    - ``fused_gate_up``: the MLP gate and up projections share one matrix;
+    - ``tied_head``: the LM head shares its weight with the input embedding.
+    """
+
+    kind: WarningKind
+    message: str
+    target: str | None = None
+    roles: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        return self.message
+
+    def to_dict(self) -> dict[str, object]:
+        return {"kind": self.kind, "target": self.target, "roles": list(self.roles), "message": self.message}
 
 
 @dataclass(frozen=True)

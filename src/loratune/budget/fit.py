@@ -1,9 +1,12 @@
 """Does a step fit in a given VRAM? The largest batch and sequence that do, and what to give up first.
 
-The give-up order is the seed's troubleshooting order ("memory short → lower r, fewer modules,
-smaller batch"), followed by the two levers the literature adds: gradient checkpointing
-[Chen et al. 1604.06174; 2205.05198] and a 4-bit base [QLoRA 2305.14314]. Each option is priced
-alone against the current config, so the list also shows how little some of them buy.
+:data:`FIT_ORDER` is the one memory-fit order of loratune — ``budget --vram`` prices each lever
+alone against the current config (so the list also shows how little some of them buy), and
+``recommend --vram`` (advise/fit.py) applies them in turn. It is the seed's troubleshooting order
+(seed 000 실전 팁 '메모리 부족 시': 1. r 감소 (8 → 4), 2. Target modules 감소 (Attention+FFN →
+Attention만), 3. Batch size 감소), followed by the two levers the literature adds: gradient
+checkpointing [Chen et al. 1604.06174; 2205.05198 §4] and a 4-bit base [QLoRA 2305.14314].
+Floors: r stops at :data:`R_FLOOR` (the seed's "8 → 4"), modules at q + v, the micro-batch at 1.
 """
 
 from __future__ import annotations
@@ -18,6 +21,49 @@ from loratune.budget.memory import MemorySettings, estimate_memory
 from loratune.budget.params import ParamBudget, count_params
 from loratune.budget.spec import AdapterSpec
 from loratune.errors import ConfigError, LoratuneError
+
+SEED_MEMORY = "seed 000 실전 팁 '메모리 부족 시'"
+CHECKPOINTING = "Chen et al. arXiv:1604.06174; arXiv:2205.05198 §4"
+QLORA_4BIT = "QLoRA arXiv:2305.14314"
+
+
+@dataclass(frozen=True)
+class FitLever:
+    """One way to save memory, in the order it is tried, with where the order comes from."""
+
+    name: str
+    source: str
+
+
+FIT_ORDER: tuple[FitLever, ...] = (
+    FitLever("lower r", SEED_MEMORY),
+    FitLever("fewer modules", SEED_MEMORY),
+    FitLever("smaller batch", SEED_MEMORY),
+    FitLever("gradient checkpointing", CHECKPOINTING),
+    FitLever("4-bit base", QLORA_4BIT),
+)
+LEVER_SOURCES = {lever.name: lever.source for lever in FIT_ORDER}
+R_FLOOR = 4  # the seed's smallest rank: "r 감소 (8 → 4)", also its 메모리 제약 preset
+BATCH_FLOOR = 1
+MODULE_LADDER = ("all", "attention", "qv")  # seed 000 §3.3: 전략 2 → 전략 1 → 전략 3
+
+
+def lower_r(r: int) -> int | None:
+    """The next rank down (halved, not below :data:`R_FLOOR`), or None at the floor."""
+    return max(R_FLOOR, r // 2) if r > R_FLOOR else None
+
+
+def fewer_modules(strategy: str) -> str | None:
+    """The next narrower strategy of :data:`MODULE_LADDER`, or None at q + v (or off the ladder)."""
+    if strategy not in MODULE_LADDER[:-1]:
+        return None
+    return MODULE_LADDER[MODULE_LADDER.index(strategy) + 1]
+
+
+def smaller_batch(micro_batch: int) -> int | None:
+    """Half the micro-batch (gradient accumulation doubles to keep the effective batch), or None at 1."""
+    return micro_batch // 2 if micro_batch > BATCH_FLOOR else None
+
 
 # Upper bound for the sequence search when the config gives no max_position_embeddings.
 _SEQ_CAP = 131072
@@ -70,52 +116,69 @@ def _largest(fits: Callable[[int], bool], lo: int, hi: int) -> int:
     return good
 
 
-def _fewer_modules(anatomy: Anatomy, spec: AdapterSpec) -> tuple[str, AdapterSpec] | None:
-    """The seed's strategies from large to small: attention + FFN → attention → q + v."""
-    roles = {m.role for m in resolve(anatomy, spec.targets).modules}
+def _strategy_of(roles: set[str], anatomy: Anatomy) -> str | None:
+    """Which rung of :data:`MODULE_LADDER` a set of adapted roles stands on (None: already q + v,
+    or no q/v to step down to)."""
     if roles & MLP_ROLES and roles & ATTENTION_ROLES:
-        shorthand, label = "attention", "attention only (drop the MLP modules)"
-    elif roles - {"attn_q", "attn_v"} and {"attn_q", "attn_v"} <= {m.role for m in anatomy.modules}:
-        shorthand, label = "qv", "q and v only"
-    else:
+        return "all"
+    if roles - {"attn_q", "attn_v"} and {"attn_q", "attn_v"} <= {m.role for m in anatomy.modules}:
+        return "attention"
+    return None
+
+
+_FEWER_LABELS = {"attention": "attention only (drop the MLP modules)", "qv": "q and v only"}
+
+
+def _fewer_modules(anatomy: Anatomy, spec: AdapterSpec) -> tuple[str, AdapterSpec] | None:
+    """The next narrower strategy than the one ``spec`` adapts, as a role shorthand."""
+    current = _strategy_of({m.role for m in resolve(anatomy, spec.targets).modules}, anatomy)
+    nxt = fewer_modules(current) if current else None
+    if nxt is None:
         return None
-    return label, replace(spec, targets=replace(spec.targets, target_modules=(shorthand,)))
+    return _FEWER_LABELS[nxt], replace(spec, targets=replace(spec.targets, target_modules=(nxt,)))
 
 
 def give_up_options(anatomy: Anatomy, spec: AdapterSpec, settings: MemorySettings, vram_bytes: int) -> list[GiveUp]:
+    """Each lever of :data:`FIT_ORDER`, in that order, priced alone against ``spec``/``settings``."""
     base = _total(anatomy, spec, settings)
     out: list[GiveUp] = []
 
     def add(action: str, change: dict[str, object], total: int, source: str) -> None:
         out.append(GiveUp(action, change, total, base - total, total <= vram_bytes, source))
 
-    if spec.r > 1:
-        r2 = max(1, spec.r // 2)
-        s2 = replace(spec, r=r2, alpha=spec.alpha * r2 / spec.r, rank_pattern={})
-        add(f"lower r {spec.r} → {r2}", {"r": r2}, _total(anatomy, s2, settings), "seed: troubleshooting")
-    fewer = _fewer_modules(anatomy, spec)
-    if fewer is not None:
-        # The shorthand may match nothing in this model: then there is no such option.
-        with contextlib.suppress(LoratuneError):
-            add(fewer[0], {"targets": fewer[1].targets.target_modules}, _total(anatomy, fewer[1], settings), "seed")
-    if settings.batch_size > 1:
-        b2 = settings.batch_size // 2
-        add(
-            f"batch size {settings.batch_size} → {b2} (keep the effective batch with gradient accumulation ×2)",
-            {"batch_size": b2, "grad_accum_factor": 2},
-            _total(anatomy, spec, settings.replace(batch_size=b2)),
-            "seed: troubleshooting",
-        )
-    if not settings.grad_checkpointing:
-        add(
-            "gradient checkpointing (≈ +30 % step time)",
-            {"grad_checkpointing": True},
-            _total(anatomy, spec, settings.replace(grad_checkpointing=True)),
-            "1604.06174; 2205.05198",
-        )
-    if settings.quant != "4bit" and settings.device == "cuda":
-        s4 = settings.replace(quant="4bit", dtype="bf16" if settings.dtype == "fp32" else settings.dtype)
-        add("4-bit NF4 base (QLoRA)", {"quant": "4bit"}, _total(anatomy, spec, s4), "QLoRA 2305.14314")
+    for lever in FIT_ORDER:
+        if lever.name == "lower r":
+            r2 = lower_r(spec.r)
+            if r2 is not None:
+                s2 = replace(spec, r=r2, alpha=spec.alpha * r2 / spec.r, rank_pattern={})
+                add(f"lower r {spec.r} → {r2}", {"r": r2}, _total(anatomy, s2, settings), lever.source)
+        elif lever.name == "fewer modules":
+            fewer = _fewer_modules(anatomy, spec)
+            if fewer is not None:
+                # The shorthand may match nothing in this model: then there is no such option.
+                with contextlib.suppress(LoratuneError):
+                    t = _total(anatomy, fewer[1], settings)
+                    add(fewer[0], {"targets": fewer[1].targets.target_modules}, t, lever.source)
+        elif lever.name == "smaller batch":
+            b2 = smaller_batch(settings.batch_size)
+            if b2 is not None:
+                add(
+                    f"batch size {settings.batch_size} → {b2} (keep the effective batch with gradient accumulation ×2)",
+                    {"batch_size": b2, "grad_accum_factor": 2},
+                    _total(anatomy, spec, settings.replace(batch_size=b2)),
+                    lever.source,
+                )
+        elif lever.name == "gradient checkpointing":
+            if not settings.grad_checkpointing:
+                add(
+                    "gradient checkpointing (≈ +30 % step time)",
+                    {"grad_checkpointing": True},
+                    _total(anatomy, spec, settings.replace(grad_checkpointing=True)),
+                    lever.source,
+                )
+        elif lever.name == "4-bit base" and settings.quant != "4bit" and settings.device == "cuda":
+            s4 = settings.replace(quant="4bit", dtype="bf16" if settings.dtype == "fp32" else settings.dtype)
+            add("4-bit NF4 base (QLoRA)", {"quant": "4bit"}, _total(anatomy, spec, s4), lever.source)
     return out
 
 
@@ -143,4 +206,17 @@ def fit_report(anatomy: Anatomy, spec: AdapterSpec, settings: MemorySettings, vr
     )
 
 
-__all__ = ["FitReport", "GiveUp", "fit_report", "give_up_options"]
+__all__ = [
+    "BATCH_FLOOR",
+    "FIT_ORDER",
+    "MODULE_LADDER",
+    "R_FLOOR",
+    "FitLever",
+    "FitReport",
+    "GiveUp",
+    "fewer_modules",
+    "fit_report",
+    "give_up_options",
+    "lower_r",
+    "smaller_batch",
+]

@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass, field
 
 from loratune.anatomy.targets import Resolution, resolve
-from loratune.anatomy.types import AdaptableModule, Anatomy
+from loratune.anatomy.types import AdaptableModule, Anatomy, TargetWarning
 from loratune.budget.spec import AdapterSpec
 from loratune.errors import TargetError
 
@@ -44,7 +44,7 @@ class ParamBudget:
     modules: list[ModuleBudget]
     modules_to_save_params: int
     peft_config: dict[str, object]
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[TargetWarning] = field(default_factory=list)
 
     @property
     def trainable_percent(self) -> float:

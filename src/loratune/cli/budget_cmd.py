@@ -23,7 +23,7 @@ from loratune.budget.memory import (
     MemorySettings,
     estimate_memory,
 )
-from loratune.cli.common import JsonOpt, ModelArg, console, print_json, warn_lines
+from loratune.cli.common import JsonOpt, ModelArg, console, print_json, warn_lines, warning_fields
 from loratune.errors import ConfigError
 from loratune.models import load_anatomy, resolve_source
 from loratune.units import fmt_bytes, fmt_count, parse_bytes, parse_int_list
@@ -104,7 +104,7 @@ def budget(
             include_embeddings=embeddings,
         ),
         r=r,
-        alpha=alpha if alpha is not None else 2.0 * r,
+        alpha=alpha if alpha is not None else 2.0 * r,  # TODO default_alpha: budget.spec.default_alpha(r)
         method=method,
         rank_pattern=_pattern(rank_pattern, "--rank-pattern"),
         alpha_pattern={k: float(v) for k, v in _pattern(alpha_pattern, "--alpha-pattern").items()},
@@ -140,7 +140,7 @@ def budget(
                 "per_layer": {("none" if k is None else str(k)): v for k, v in pb.per_layer().items()},
                 "modules": [asdict(m) for m in pb.modules],
                 "peft_config": pb.peft_config,
-                "warnings": pb.warnings,
+                **warning_fields(pb.warnings),
                 "memory": {**est.to_dict(), "settings": asdict(settings)},
                 **({"fit": fit.to_dict()} if fit is not None else {}),
             }
@@ -151,6 +151,7 @@ def budget(
     )
     if per_module:
         table = Table("module", "role", "in → out", "r", "params")
+        table.columns[0].overflow = "fold"  # names are what users copy: folded, never cut with "…"
         for m in pb.modules:
             table.add_row(m.name, m.role, f"{m.in_features} → {m.out_features}", str(m.r), fmt_count(m.params))
         console.print(table)
@@ -173,10 +174,8 @@ def budget(
     if show_terms:
         _print_terms(est, settings)
     else:
-        console.print(
-            f"memory: ≈ [bold]{fmt_bytes(est.total_bytes)}[/] peak per step ({_describe(settings)}); "
-            "--memory for each term, --vram 8GB to fit"
-        )
+        console.print(f"memory: ≈ [bold]{fmt_bytes(est.total_bytes)}[/] peak per step ({_describe(settings)})")
+        console.print("(--memory for each term, --vram 8GB to fit)")
     if fit is not None:
         _print_fit(fit, settings)
     warn_lines(pb.warnings)

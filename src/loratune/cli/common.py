@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.text import Text
+
+from loratune.anatomy.types import TargetWarning
 
 console = Console()
 err_console = Console(stderr=True)
@@ -35,6 +39,19 @@ def _default(o: Any) -> Any:
     raise TypeError(f"not JSON serializable: {type(o).__name__}")
 
 
-def warn_lines(warnings: list[str]) -> None:
+def warn_lines(warnings: Sequence[TargetWarning | str]) -> None:
+    """One ``warning: …`` per warning on stderr (typed warnings, or the strings a trial record holds)."""
     for w in warnings:
-        err_console.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
+        text = Text.assemble(("warning:", "yellow"), " ", w.message if isinstance(w, TargetWarning) else str(w))
+        if not err_console.is_terminal:
+            err_console.print(text, highlight=False, soft_wrap=True)  # one line each: grep-able in a log
+            continue
+        # On a terminal: wrapped at words, continuation lines indented under the message.
+        for i, line in enumerate(text.wrap(err_console, max(20, err_console.width - 2))):
+            line.rstrip()
+            err_console.print(Text.assemble("  ", line) if i else line, highlight=False, soft_wrap=True)
+
+
+def warning_fields(warnings: Sequence[TargetWarning]) -> dict[str, list[str]]:
+    """The ``--json`` form: ``warnings`` stays a list of strings; ``warning_kinds`` is what to test."""
+    return {"warnings": [w.message for w in warnings], "warning_kinds": [w.kind for w in warnings]}

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from loratune.anatomy.targets import anatomy_warnings
 from loratune.anatomy.types import ROLES
-from loratune.cli.common import JsonOpt, ModelArg, console, print_json, warn_lines
+from loratune.cli.common import JsonOpt, ModelArg, console, print_json, warn_lines, warning_fields
 from loratune.models import load_anatomy, resolve_source
 from loratune.units import fmt_count
 
@@ -41,7 +41,7 @@ def inspect(
                     }
                     for m in mods
                 ],
-                "warnings": warnings,
+                **warning_fields(warnings),
             }
         )
         return
@@ -51,15 +51,18 @@ def inspect(
     )
     table = Table(show_lines=False)
     if full:
-        for col in ("module", "layer", "role", "in → out", "kind"):
-            table.add_column(col)
+        # Module names are what users copy into --targets: folded when narrow, never cut with "…".
+        table.add_column("module", overflow="fold")
+        for col in ("layer", "role", "in → out", "kind"):
+            table.add_column(col, no_wrap=True)
         for m in mods:
             table.add_row(
                 m.name, "" if m.layer is None else str(m.layer), m.role, f"{m.in_features} → {m.out_features}", m.kind
             )
     else:
-        for col in ("suffix", "role", "count", "in → out", "kind", "layers", "example"):
-            table.add_column(col)
+        for col in ("suffix", "role", "count", "in → out", "kind", "layers"):
+            table.add_column(col, no_wrap=col in ("suffix", "role", "in → out"))
+        table.add_column("example", overflow="fold")
         groups: dict[tuple[str, str, int, int, str], list] = {}
         for m in mods:
             groups.setdefault((m.suffix, m.role, m.in_features, m.out_features, m.kind), []).append(m)

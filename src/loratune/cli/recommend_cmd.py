@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import textwrap
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
+from rich import box
 from rich.table import Table
+from rich.text import Text
 
 from loratune.advise import GOALS, METHOD_CHOICES, PRESETS, RULE_SETS, AdviceInputs, Recommendation, recommend
 from loratune.advise.datasize import count_data
+from loratune.advise.explain import short_source, source_legend
 from loratune.advise.tasks import TASK_CLASSES
 from loratune.cli.common import JsonOpt, ModelArg, console, err_console, print_json, warn_lines
 from loratune.errors import ConfigError
@@ -62,6 +65,9 @@ def recommend_cmd(
     seq_len: Annotated[int, typer.Option("--seq-len", help="Training sequence length (tokens).")] = 512,
     export: Annotated[str | None, typer.Option("--export", help=f"Export format: {', '.join(FORMATS)}.")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Write the export (or the JSON) to this file.")] = None,
+    explain: Annotated[
+        bool, typer.Option("--explain", help="One wide table with every rule, source and the other side.")
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Recommend r, alpha, modules, dropout, LR, batch and steps — each with its rule and source."""
@@ -103,41 +109,134 @@ def recommend_cmd(
         write_atomic(out, json.dumps(data_dict, indent=2) + "\n")
     if json_out:
         print_json(data_dict)
+    elif explain:
+        _print_full(rec, data_dict)
     else:
         _print(rec, data_dict)
     if out is not None:
         err_console.print(f"wrote {out}", highlight=False)
 
 
+def _header(rec: Recommendation) -> None:
+    console.print(
+        Text.assemble((rec.model, "bold"), f" — task {rec.task}, rules: {rec.rules}, method: {rec.method}"),
+        highlight=False,
+    )
+
+
 def _print(rec: Recommendation, d: dict[str, Any]) -> None:
-    console.print(f"[bold]{rec.model}[/] — task {rec.task}, rules: {rec.rules}, method: {rec.method}", highlight=False)
+    """The compact form: parameter, value, source; then each reason as a wrapped paragraph (both
+    sides where the seed and the literature disagree); then the full citations once."""
+    _header(rec)
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    table.add_column("parameter", no_wrap=True)
+    table.add_column("value", overflow="fold", max_width=36)
+    table.add_column("source", overflow="fold")
+    for e in rec.explanations:
+        table.add_row(e.param, _fmt(e.value), short_source(e.source))
+    console.print(table)
+    _summary(rec)
+    width = console.width
+    _fit(rec, width)
+    console.print()
+    console.print(Text("why", style="bold"))
+    brief: list[Text] = []  # one-line rules with nothing on the other side: one paragraph together
+    for e in rec.explanations:
+        if e.alternative is None and not e.note and len(e.param) + len(e.rule) <= _BRIEF:
+            brief.append(Text.assemble((e.param, "bold"), ": ", e.rule))
+            continue
+        body = Text.assemble((e.param, "bold"), ": ", _sentence(e.rule))
+        if e.alternative is not None:
+            a = e.alternative
+            side = "the seed" if a.source.startswith("seed") else "the literature"
+            body.append(f" {side.capitalize()} says {_fmt(a.value)}: {a.rule} [{short_source(a.source)}].")
+        if e.note:
+            body.append(f" {e.note}")
+        _paragraph(body, width)
+    if brief:
+        _paragraph(Text("; ").join(brief), width)
+    legend = source_legend([e.source for e in rec.explanations] + _alt_sources(rec))
+    if legend:
+        _paragraph(Text.assemble(("sources", "bold"), ": ", " · ".join(legend)), width)
+    _peft(d, rec.method, width)
+    warn_lines(rec.warnings)
+
+
+def _sentence(text: str) -> str:
+    return text if text.endswith((".", "]", ")")) else text + "."
+
+
+_BRIEF = 60  # characters of "param: rule" that count as a one-liner
+
+
+def _alt_sources(rec: Recommendation) -> list[str]:
+    return [e.alternative.source for e in rec.explanations if e.alternative is not None]
+
+
+def _paragraph(text: Text, width: int, indent: int = 2) -> None:
+    """``text`` wrapped to ``width`` cells, continuation lines indented (cell-aware: Korean is 2 wide)."""
+    lines = text.wrap(console, max(20, width - indent))
+    for i, line in enumerate(lines):
+        line.rstrip()
+        console.print(Text.assemble(" " * indent, line) if i else line, soft_wrap=True, highlight=False)
+
+
+def _summary(rec: Recommendation) -> None:
+    console.print(
+        Text.assemble(
+            "trainable: ",
+            (fmt_count(rec.trainable_params), "bold"),
+            f" ({rec.trainable_percent:.2f} %); estimated peak memory: ",
+            (fmt_bytes(rec.memory["total_bytes"]), "bold"),
+            f" of {fmt_bytes(rec.memory['vram_bytes'])}" if rec.memory.get("vram_bytes") else "",
+        ),
+        highlight=False,
+    )
+
+
+def _fit(rec: Recommendation, width: int) -> None:
+    if rec.fit_steps:
+        steps = Table("#", "step", "change", "memory", "fits", title="fit to VRAM (seed order, then give back)")
+        for i, s in enumerate(rec.fit_steps, 1):
+            steps.add_row(str(i), s.action, s.change, fmt_bytes(s.total_bytes), "yes" if s.fits else "no")
+        console.print(steps)
+    if rec.memory.get("fits") is False:
+        _paragraph(
+            Text.assemble(
+                ("does not fit", "red"),
+                f": the smallest config needs {fmt_bytes(rec.memory['minimum_vram_bytes'])} "
+                "— that is the minimum VRAM (or shorten --seq-len)",
+            ),
+            width,
+        )
+
+
+def _peft(d: dict[str, Any], method: str, width: int) -> None:
+    cls = "AdaLoraConfig" if method == "adalora" else "LoraConfig"
+    call = f"{cls}(" + ", ".join(f"{k}={v!r}" for k, v in d["config"].items()) + ")"
+    # Wrapped at spaces only, inside the parentheses: still valid Python to paste.
+    lines = textwrap.wrap(
+        call, width=max(40, width - 2), subsequent_indent="    ", break_long_words=False, break_on_hyphens=False
+    )
+    console.print("PEFT:", highlight=False)
+    for line in lines:
+        console.print(Text("  " + line), soft_wrap=True, highlight=False)
+
+
+def _print_full(rec: Recommendation, d: dict[str, Any]) -> None:
+    """``--explain``: one row per value with its rule, source and the other side."""
+    _header(rec)
     table = Table("param", "value", "rule", "source", "other side · why", show_lines=True)
     for e in rec.explanations:
         other = ""
         if e.alternative is not None:
             other = f"{_fmt(e.alternative.value)} — {e.alternative.rule} [{e.alternative.source}]"
         other = f"{other}\n{e.note}".strip()
-        table.add_row(*(escape(c) for c in (e.param, _fmt(e.value), e.rule, e.source, other)))
+        table.add_row(*(Text(c) for c in (e.param, _fmt(e.value), e.rule, e.source, other)))
+    for col in table.columns:
+        col.overflow = "fold"
     console.print(table)
-    console.print(
-        f"trainable: [bold]{fmt_count(rec.trainable_params)}[/] ({rec.trainable_percent:.2f} %); "
-        f"estimated peak memory: [bold]{fmt_bytes(rec.memory['total_bytes'])}[/]"
-        + (f" of {fmt_bytes(rec.memory['vram_bytes'])}" if rec.memory.get("vram_bytes") else ""),
-        highlight=False,
-    )
-    if rec.fit_steps:
-        steps = Table("#", "step", "change", "memory", "fits", title="fit to VRAM (seed order, then give back)")
-        for i, s in enumerate(rec.fit_steps, 1):
-            steps.add_row(
-                str(i), escape(s.action), escape(s.change), fmt_bytes(s.total_bytes), "yes" if s.fits else "no"
-            )
-        console.print(steps)
-    if rec.memory.get("fits") is False:
-        console.print(
-            f"[red]does not fit[/]: the smallest config needs {fmt_bytes(rec.memory['minimum_vram_bytes'])} "
-            "— that is the minimum VRAM (or shorten --seq-len)",
-            highlight=False,
-        )
-    cls = "AdaLoraConfig" if rec.method == "adalora" else "LoraConfig"
-    console.print(escape(f"PEFT: {cls}(**{json.dumps(d['config'])})"), highlight=False, soft_wrap=True)
+    _summary(rec)
+    _fit(rec, console.width)
+    _peft(d, rec.method, console.width)
     warn_lines(rec.warnings)

@@ -1,8 +1,12 @@
 """Export a recommended config to PEFT, Axolotl, LLaMA-Factory, Unsloth and torchtune.
 
 ``export_config(fmt, recommendation_dict, model_name)``: ``recommendation_dict`` is
-``Recommendation.to_dict()`` (only its ``config`` — PEFT LoraConfig kwargs — and ``training`` keys are
-read). No torch here.
+``Recommendation.to_dict()`` (only its ``config`` — PEFT LoraConfig kwargs, read into an AdapterSpec by
+``budget.spec.split_peft_kwargs`` — and ``training`` keys are read). ``model_name`` is loratune's MODEL
+argument: a catalog name is written as the Hub id it records, a directory or .gguf as its absolute path,
+and each file says which in a comment. A setting a format has no key for is a ``CANNOT EXPRESS`` comment;
+a model or target it cannot take at all (torchtune without a released builder, AdaLoRA outside PEFT)
+is a ConfigError. No torch here.
 """
 
 from __future__ import annotations

@@ -1,11 +1,14 @@
-"""torchtune recipe config (``lora_finetune_single_device``). Key names from torchtune
+"""torchtune recipe config (``lora_finetune_single_device``). Key names from torchtune 0.6.1
 ``torchtune/models/llama3/_component_builders.py`` (lora_llama3: lora_attn_modules, apply_lora_to_mlp,
 apply_lora_to_output, lora_rank, lora_alpha, lora_dropout, use_dora, quantize_base) and the recipe
 configs ``recipes/configs/llama3_1/8B_lora_single_device.yaml`` (batch_size, epochs,
 gradient_accumulation_steps, optimizer.lr, enable_activation_checkpointing, dtype).
 
 torchtune names attention projections q_proj, k_proj, v_proj, output_proj and applies LoRA to the
-whole MLP or none of it; other architectures (GPT-2, BERT, T5, Falcon) cannot be expressed.
+whole MLP or none of it; other architectures (GPT-2, BERT, T5, Falcon) cannot be expressed. A model
+needs a ``lora_*`` builder of the released torchtune (0.6.1): those are listed in ``BUILDERS``; any
+other model (Qwen3, SmolLM2, a local directory) is refused rather than given a builder that does not
+exist.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from loratune.errors import ConfigError
-from loratune.export.common import check_keys, comment_block, no_adalora, parts, targets_list, to_yaml
+from loratune.export.common import cannot_express, check_keys, comment_block, no_adalora, read, to_yaml
 
 MODEL_KEYS = frozenset(
     {
@@ -41,7 +44,9 @@ TOP_KEYS = frozenset(
 )
 OPTIMIZER_KEYS = frozenset({"_component_", "lr", "weight_decay"})
 
-# Catalog name → torchtune model builder (torchtune/models/<family>/__init__.py).
+TORCHTUNE_VERSION = "0.6.1"
+# Catalog name → torchtune model builder. Each exists in torchtune 0.6.1
+# (torchtune/models/<family>/__init__.py ``__all__``); 0.6.1 has no Qwen3 (no torchtune.models.qwen3).
 BUILDERS = {
     "llama-2-7b": "torchtune.models.llama2.lora_llama2_7b",
     "llama-2-13b": "torchtune.models.llama2.lora_llama2_13b",
@@ -50,7 +55,6 @@ BUILDERS = {
     "mistral-7b": "torchtune.models.mistral.lora_mistral_7b",
     "qwen2.5-0.5b": "torchtune.models.qwen2_5.lora_qwen2_5_0_5b",
     "qwen2.5-7b": "torchtune.models.qwen2_5.lora_qwen2_5_7b_base",
-    "qwen3-14b": "torchtune.models.qwen3.lora_qwen3_14b_base",
     "phi-3-mini": "torchtune.models.phi3.lora_phi3_mini",
 }
 # HF leaf name → torchtune attention names ("qkv_proj": Phi-3's fused matrix, split by torchtune).
@@ -65,11 +69,22 @@ _MLP = ("gate_proj", "up_proj", "down_proj", "gate_up_proj")
 
 
 def export_torchtune(rec: dict[str, Any], model_name: str) -> str:
-    config, training = parts(rec)
-    no_adalora(config, "torchtune")
-    targets = targets_list(config)
+    x = read(rec, model_name)
+    no_adalora(x, "torchtune")
+    component = BUILDERS.get(x.model.catalog_name or "")
+    if component is None:
+        raise ConfigError(
+            f"torchtune {TORCHTUNE_VERSION} has no LoRA model builder for {x.model.catalog_name or x.model.ref}",
+            f"torchtune export covers {', '.join(sorted(BUILDERS))}; export this model to peft, axolotl, "
+            "llamafactory or unsloth",
+        )
+    targets = x.targets
     if targets == "all-linear":
         targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    elif isinstance(targets, str):
+        raise ConfigError(
+            f"torchtune cannot express the regex target {targets!r}", "recommend with a module list, or export to peft"
+        )
     attn: list[str] = []
     mlp_hit: list[str] = []
     output = False
@@ -87,31 +102,27 @@ def export_torchtune(rec: dict[str, Any], model_name: str) -> str:
                 "(q_proj, k_proj, v_proj, output_proj, the MLP as a whole, the output head)",
                 "export this model to peft, axolotl, llamafactory or unsloth instead",
             )
-    notes = [f"torchtune config keys recommended by loratune for {model_name} (merge into a LoRA recipe config)"]
-    component = BUILDERS.get(model_name)
-    if component is None:
-        component = "torchtune.models.llama3.lora_llama3"
-        notes.append(
-            f"no torchtune builder is known for {model_name}: set _component_ to its lora_* builder, or give "
-            "lora_llama3 the model's dimensions (vocab_size, num_layers, num_heads, num_kv_heads, embed_dim, ...)"
-        )
+    notes = [
+        f"torchtune {TORCHTUNE_VERSION} config keys recommended by loratune for {x.model.catalog_name} "
+        "(merge into a LoRA recipe config)",
+        x.model.comment(),
+        f"`tune download {x.model.ref}` fetches the checkpoint the recipe's checkpointer and tokenizer read",
+    ]
     if mlp_hit and len(set(mlp_hit)) < 3 and "gate_up_proj" not in mlp_hit:
         notes.append(f"CANNOT EXPRESS MLP subset {sorted(set(mlp_hit))}: torchtune adapts all three MLP projections")
-    if config.get("layers_to_transform"):
-        notes.append(
-            f"CANNOT EXPRESS layers_to_transform={config['layers_to_transform']}: torchtune adapts every layer"
-        )
+    notes += cannot_express(x, "torchtune", layers=True, exclude=True, patterns=True, bias=True)
+    training = x.training
     model: dict[str, Any] = {
         "_component_": component,
         "lora_attn_modules": attn,
         "apply_lora_to_mlp": bool(mlp_hit),
         "apply_lora_to_output": output,
-        "lora_rank": config["r"],
-        "lora_alpha": config["lora_alpha"],
-        "lora_dropout": config["lora_dropout"],
-        "use_dora": bool(config.get("use_dora")),
+        "lora_rank": x.spec.r,
+        "lora_alpha": x.alpha,
+        "lora_dropout": x.spec.dropout,
+        "use_dora": x.spec.method == "dora",
     }
-    if training.get("quantization") == "4bit":
+    if x.four_bit:
         model["quantize_base"] = True
     out: dict[str, Any] = {"model": model}
     if training.get("per_device_train_batch_size") is not None:

@@ -34,6 +34,9 @@ def weights_dir(source: ModelSource, *, allow_pickle: bool = False) -> Path:
     assert source.path is not None
     if source.kind == "gguf":
         return dense_copy_of_gguf(source.path, source.path.stem)
+    from loratune.models.skeleton import read_config
+
+    read_config(source)  # refuses custom code (auto_map) and impossible sizes before anything loads
     check_weight_files(source.path, allow_pickle=allow_pickle)
     return source.path
 
@@ -49,6 +52,40 @@ def check_weight_files(directory: Path, *, allow_pickle: bool) -> None:
             f"{directory} holds only pickle weights ({pickled[0].name}); loading pickle can run arbitrary code",
             "convert them to safetensors, or pass --allow-pickle if you trust the file",
         )
+    for p in safe:
+        check_safetensors(p)
+
+
+def check_safetensors(path: Path) -> None:
+    """Refuse a truncated or corrupt ``.safetensors`` file by its header alone (no tensor is read).
+
+    Format (huggingface/safetensors, docs "Format"): 8 bytes little-endian header length N, N bytes of
+    JSON mapping each tensor to ``dtype``, ``shape`` and ``data_offsets`` [begin, end) into the data
+    that follows; the data section must be as long as the largest end offset."""
+    import json
+    import struct
+
+    size = path.stat().st_size
+    bad = f"{path} is not a valid safetensors file"
+    fix = "re-save the model with save_pretrained (or re-download the file)"
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                raise ModelSourceError(f"{bad} (only {size} bytes)", fix)
+            (n,) = struct.unpack("<Q", head)
+            if n > min(size - 8, 100 << 20):
+                raise ModelSourceError(f"{bad} (header length {n} exceeds the file)", fix)
+            header = json.loads(f.read(n))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise ModelSourceError(f"{bad} (its header is not JSON)", fix) from None
+    if not isinstance(header, dict):
+        raise ModelSourceError(f"{bad} (its header is not a JSON object)", fix)
+    ends = [v.get("data_offsets", [0, 0])[1] for k, v in header.items() if k != "__metadata__" and isinstance(v, dict)]
+    if len(ends) != len([k for k in header if k != "__metadata__"]) or not all(isinstance(e, int) for e in ends):
+        raise ModelSourceError(f"{bad} (malformed tensor entries)", fix)
+    if 8 + n + max(ends, default=0) > size:
+        raise ModelSourceError(f"{bad} (truncated: {size:,} bytes, header promises {8 + n + max(ends):,})", fix)
 
 
 def dense_copy_of_gguf(gguf: Path, name: str) -> Path:

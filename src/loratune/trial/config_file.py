@@ -12,29 +12,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from loratune.anatomy.targets import TargetSpec, parse_targets
+from loratune.budget.spec import peft_fields
 from loratune.errors import ConfigError
 
 # PEFT keys that never reach the config (they describe the run, not the adapter).
 _DROPPED = {"task_type", "peft_type", "base_model_name_or_path", "revision", "inference_mode", "bias"}
-_SPEC_KEYS = {
-    "r",
-    "init_r",
-    "target_r",
-    "lora_alpha",
-    "lora_dropout",
-    "use_dora",
-    "use_rslora",
-    "lora_bias",
-    "rank_pattern",
-    "alpha_pattern",
-    "target_modules",
-    "layers_to_transform",
-    "layers_pattern",
-    "exclude_modules",
-    "modules_to_save",
-    "method",
-}
 # recommend/Trainer spellings → TrainSettings fields.
 TRAINING_ALIASES = {
     "steps": "max_steps",
@@ -83,45 +65,11 @@ def read_config_file(path: Path) -> dict[str, Any]:
 
 
 def adapter_fields(config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Split PEFT kwargs into AdapterSpec keyword values and pass-through PEFT extras."""
-    method = str(config.get("method", "")).lower()
-    if not method:
-        method = "adalora" if "init_r" in config or config.get("peft_type") == "ADALORA" else "lora"
-        if config.get("use_dora"):
-            method = "dora"
-    spec: dict[str, Any] = {"method": method}
-    if "r" in config or "init_r" in config:
-        spec["r"] = int(config["init_r"] if method == "adalora" and "init_r" in config else config["r"])
-    for src, dst in (("lora_alpha", "alpha"), ("lora_dropout", "dropout")):
-        if src in config:
-            spec[dst] = float(config[src])
-    for key in ("use_rslora", "lora_bias"):
-        if key in config:
-            spec[key] = bool(config[key])
-    if config.get("target_r") is not None:
-        spec["target_r"] = int(config["target_r"])
-    for key in ("rank_pattern", "alpha_pattern"):
-        if config.get(key):
-            spec[key] = dict(config[key])
-    targets = config.get("target_modules")
-    if targets is not None:
-        if isinstance(targets, str):
-            tm: tuple[str, ...] | str = parse_targets(targets) if targets.lower() == "all-linear" else targets
-        else:
-            tm = tuple(str(t) for t in targets)
-        layers = config.get("layers_to_transform")
-        if isinstance(layers, int):
-            layers = [layers]
-        pattern = config.get("layers_pattern")
-        spec["targets"] = TargetSpec(
-            target_modules=tm,
-            layers_to_transform=tuple(int(x) for x in layers) if layers is not None else None,
-            layers_pattern=(pattern,) if isinstance(pattern, str) else (tuple(pattern) if pattern else None),
-            exclude_modules=tuple(config.get("exclude_modules") or ()),
-            modules_to_save=tuple(config.get("modules_to_save") or ()),
-        )
-    extra = {k: v for k, v in config.items() if k not in _SPEC_KEYS and k not in _DROPPED}
-    return spec, extra
+    """Split PEFT kwargs into AdapterSpec keyword values (only those the file names, so flags can go on
+    top) and pass-through PEFT extras — by :func:`loratune.budget.spec.peft_fields`, the one reader of
+    PEFT kwargs; the keys that describe the run, not the adapter (``_DROPPED``), are left out."""
+    spec, extra = peft_fields(config)
+    return spec, {k: v for k, v in extra.items() if k not in _DROPPED}
 
 
 def training_fields(training: dict[str, Any]) -> dict[str, Any]:

@@ -30,12 +30,13 @@ def build_peft_model(
     kw = adapter.peft_kwargs(res.peft_target_modules)
     kw["task_type"] = "CAUSAL_LM"
     if adapter.method == "adalora":
-        # AdaLoRA needs its schedule up front: warm up 10 % of the steps, prune ranks until the last
-        # 20 %, then keep the final allocation (PEFT requires tinit < total_step - tfinal).
-        kw.update(total_step=total_steps, tinit=total_steps // 10, tfinal=max(1, total_steps // 5), deltaT=1)
+        # AdaLoRA needs its schedule up front; the one the advice recommends (budget/adalora_schedule.py).
+        from loratune.budget.adalora_schedule import adalora_steps
+
+        kw.update(adalora_steps(total_steps).peft_kwargs())
     kw.update(extra or {})
     try:
         config = AdaLoraConfig(**kw) if adapter.method == "adalora" else LoraConfig(**kw)
-        return get_peft_model(base, config), res.warnings
+        return get_peft_model(base, config), [w.message for w in res.warnings]
     except (TypeError, ValueError) as e:
         raise ConfigError(f"PEFT refused the adapter config: {e}", "check the config keys and values") from None
