@@ -74,8 +74,8 @@ def batch_device(model: Any) -> torch.device:
 
 def perplexity(model: Any, data: Any, *, pad_id: int, **kwargs: Any) -> float:
     """exp(mean token cross-entropy); inf when the loss overflows."""
-    loss = mean_loss(model, data, pad_id=pad_id, **kwargs)
-    return safe_exp(loss)
+    value = safe_exp(mean_loss(model, data, pad_id=pad_id, **kwargs))
+    return math.nan if value is None else value
 
 
 def safe_exp(loss: float | None) -> float | None:
@@ -141,7 +141,8 @@ def qa_scores(
     examples = qa_examples(data, limit)
     was_training = model.training
     model.eval()
-    em, f1, samples = 0.0, 0.0, []
+    em, f1 = 0.0, 0.0
+    samples: list[tuple[str, str]] = []
     eos = tokenizer.eos_token_id
     with torch.inference_mode():
         for ex in examples:

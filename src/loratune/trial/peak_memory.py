@@ -33,7 +33,7 @@ from __future__ import annotations
 import threading
 import time
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from loratune.errors import ConfigError
@@ -67,10 +67,13 @@ class _StorageCounter:
         n = st.nbytes()
         # A plain weakref (not weakref.finalize: no global registry, ~3x cheaper); dropping it in
         # detach() cancels the callback.
-        self._live[key] = (n, weakref.ref(st, lambda _r, k=key: self._release(k)))
+        self._live[key] = (n, weakref.ref(st, self._releaser(key)))
         self.current += n
         if self.current > self.peak:
             self.peak = self.current
+
+    def _releaser(self, key: int) -> Callable[[Any], None]:
+        return lambda _ref: self._release(key)
 
     def _release(self, key: int) -> None:
         entry = self._live.pop(key, None)
