@@ -40,8 +40,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from loratune.data import IGNORE_INDEX
 from loratune.paths import write_atomic
-from loratune.trial.batching import IGNORE_INDEX
 
 RESULTS = Path(__file__).parent / "results" / "trial_throughput.json"
 MODEL = "smollm2-135m"
@@ -105,7 +105,7 @@ def run_trainer(source: Any, spec: Any, args: argparse.Namespace, train: list[An
     from loratune.anatomy.extract import anatomy_from_model
     from loratune.models.weights import load_model
     from loratune.trial.evaluate import mean_loss
-    from loratune.trial.loop import build_peft_model
+    from loratune.trial.peft_model import build_peft_model
 
     model, tok = load_model(source, dtype="fp32")
     torch.manual_seed(args.seed)

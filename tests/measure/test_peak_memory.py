@@ -60,7 +60,7 @@ def test_rss_mode_catches_a_transient_peak() -> None:
     import mmap
     import time
 
-    from loratune.measure.peak_memory import _rss_bytes
+    from loratune.trial.peak_memory import _rss_bytes
 
     size = 200 * 2**20
     with PeakMemory("cpu", mode="rss") as pm:

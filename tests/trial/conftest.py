@@ -7,7 +7,7 @@ import random
 import pytest
 import torch
 
-from loratune.data import TokenizedExample
+from loratune.data import IGNORE_INDEX, TokenizedExample
 
 VOCAB = 128
 
@@ -58,7 +58,7 @@ def qa_examples(n: int, seed: int = 0, answer: tuple[int, ...] = (7, 8, 9, 10, 1
     out = []
     for _ in range(n):
         prompt = [rng.randint(20, VOCAB - 1) for _ in range(rng.randint(6, 30))]
-        out.append(TokenizedExample(prompt + list(answer), [-100] * len(prompt) + list(answer)))
+        out.append(TokenizedExample(prompt + list(answer), [IGNORE_INDEX] * len(prompt) + list(answer)))
     return out
 
 

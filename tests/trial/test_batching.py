@@ -1,7 +1,7 @@
 import random
 
-from loratune.data import TokenizedExample
-from loratune.trial.batching import IGNORE_INDEX, collate, length_grouped_batches, padding_fraction
+from loratune.data import IGNORE_INDEX, TokenizedExample
+from loratune.trial.batching import collate, length_grouped_batches, padding_fraction
 
 
 def _examples(n, seed=0):

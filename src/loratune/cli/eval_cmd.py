@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from loratune.cli.common import JsonOpt, ModelArg, console, print_json
+from loratune.data.types import IGNORE_INDEX
 from loratune.errors import ConfigError
 
 
@@ -37,35 +38,76 @@ def evaluate(
     allow_pickle: Annotated[
         bool, typer.Option("--allow-pickle", help="Allow pickle weight files (can run code).")
     ] = False,
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bars.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Score a model (optionally with an adapter) on data: perplexity; EM and token F1 of greedy answers."""
+    from loratune.data import check_val_fraction
+    from loratune.models import resolve_source
+    from loratune.trial.adapter_io import read_metrics, recorded_attention
     from loratune.trial.data_prep import prepare, read
-    from loratune.trial.evaluate import mean_loss, qa_scores, safe_exp
-    from loratune.trial.runner import TrialRunner, quiet_libraries
-    from loratune.trial.speed import choose_attention, use_attention
+    from loratune.trial.precision import resolve_compute_dtype
 
-    quiet_libraries()
+    # ---- everything that can be checked without torch, so a typo fails in a fraction of a second
     if split not in ("val", "all"):
         raise ConfigError(f"unknown --split {split!r}", "use val or all")
+    check_val_fraction(val_fraction)
+    for name, value, low in (
+        ("--batch-size", batch_size, 1),
+        ("--max-length", max_length, 2),
+        ("--qa-limit", qa_limit, 0),
+    ):
+        if value < low:
+            raise ConfigError(f"{name} must be at least {low}, got {value}", f"pass e.g. {name} {max(low, 8)}")
     raw = read(data, format=fmt, prompt_column=prompt_column, response_column=response_column)
-    runner = TrialRunner(model, compute_dtype=dtype, allow_pickle=allow_pickle)
+    if adapter is not None and not (adapter / "adapter_config.json").is_file():
+        raise ConfigError(
+            f"{adapter} is not a PEFT adapter (no adapter_config.json)", "pass the --out directory of `loratune train`"
+        )
+    recorded = recorded_attention(read_metrics(adapter)) if adapter is not None else None
+    compute_dtype = resolve_compute_dtype(dtype, "cpu")
+    source = resolve_source(model)
+
+    # ---- torch from here on
+    from loratune.trial.batching import usable
+    from loratune.trial.evaluate import count_batches, mean_loss, qa_examples, qa_scores, safe_exp
+    from loratune.trial.progress import progress
+    from loratune.trial.runner import TrialRunner, quiet_libraries
+    from loratune.trial.speed import attention_for, use_attention
+
+    quiet_libraries()
+    runner = TrialRunner(source, compute_dtype=compute_dtype, allow_pickle=allow_pickle)
     prepared = prepare(
         raw, runner.tokenizer, max_length=max_length, val_fraction=val_fraction if split == "val" else 0.0, seed=seed
     )
     examples = prepared.val if split == "val" and prepared.val else prepared.train + prepared.val
+    # The kernel `train` used: recorded in the adapter's metrics.json, else the same rule over the same
+    # rows (train + validation of this file; train's reference passages are at most EAGER_MAX_TOKENS
+    # long, so they never change the choice). Eager and SDPA differ in the last digits of the loss.
+    kernel = recorded or attention_for(usable(prepared.train + prepared.val, max_length), max_length, runner.device)
+    show = not (no_progress or json_out)
     scored = runner.model
     if adapter is not None:
         scored = _with_adapter(runner.model, adapter)
-    longest = min(max_length, max((len(ex.input_ids) for ex in examples), default=1))
     try:
-        # The attention kernel `train` picks for these lengths, so the loss matches the one it reported.
-        with use_attention(runner.model, choose_attention(longest, runner.device)):
-            loss = mean_loss(
-                scored, examples, pad_id=runner.tokenizer.pad_token_id, batch_size=batch_size, max_length=max_length
-            )
-        is_qa = any(ex.labels[0] == -100 for ex in examples)  # prompt tokens masked → there is an answer to decode
-        scores = qa_scores(scored, runner.tokenizer, examples, limit=qa_limit) if qa and is_qa else None
+        with use_attention(runner.model, kernel):
+            kernel = getattr(runner.model.config, "_attn_implementation", kernel)
+            n_batches = count_batches(examples, batch_size=batch_size, max_length=max_length)
+            with progress("scoring", n_batches, enabled=show) as bar:
+                loss = mean_loss(
+                    scored,
+                    examples,
+                    pad_id=runner.tokenizer.pad_token_id,
+                    batch_size=batch_size,
+                    max_length=max_length,
+                    on_batch=bar.advance,
+                )
+            # prompt tokens masked → there is an answer to decode
+            is_qa = any(ex.labels[0] == IGNORE_INDEX for ex in examples)
+            scores = None
+            if qa and is_qa:
+                with progress("decoding", len(qa_examples(examples, qa_limit)), enabled=show) as bar:
+                    scores = qa_scores(scored, runner.tokenizer, examples, limit=qa_limit, on_answer=bar.advance)
     finally:
         if adapter is not None:
             scored.unload()
@@ -78,10 +120,12 @@ def evaluate(
         "exact_match": scores.exact_match if scores else None,
         "token_f1": scores.token_f1 if scores else None,
         "qa_examples": scores.n if scores else 0,
+        "attention": kernel,
     }
     if json_out:
         print_json(out)
         return
+    console.print(f"[bold]{runner.label}[/]" + (f" + {adapter}" if adapter else ""), highlight=False)
     table = Table("metric", "value")
     table.add_row("examples", str(len(examples)))
     table.add_row("loss (nats/token)", f"{loss:.4f}")
@@ -89,18 +133,20 @@ def evaluate(
     if scores:
         table.add_row(f"exact match ({scores.n} greedy answers)", f"{100 * scores.exact_match:.1f} %")
         table.add_row("token F1", f"{100 * scores.token_f1:.1f} %")
-    console.print(f"[bold]{runner.label}[/]" + (f" + {adapter}" if adapter else ""), highlight=False)
+    table.add_row("attention kernel", str(kernel))
     console.print(table)
-    if scores:
+    if scores and scores.samples:
+        samples = Table("greedy answer", "reference", show_lines=True)
         for pred, ref in scores.samples:
-            console.print(f"  predicted: {pred[:100]!r}\n  reference: {ref[:100]!r}", highlight=False)
+            samples.add_row(_clip(pred), _clip(ref))
+        console.print(samples)
+
+
+def _clip(text: str, limit: int = 160) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _with_adapter(base: object, adapter: Path) -> object:
     from peft import PeftModel
 
-    if not (adapter / "adapter_config.json").is_file():
-        raise ConfigError(
-            f"{adapter} is not a PEFT adapter (no adapter_config.json)", "pass the --out directory of `loratune train`"
-        )
     return PeftModel.from_pretrained(base, str(adapter), is_trainable=False)

@@ -91,12 +91,16 @@ def train(
     json_out: JsonOpt = False,
 ) -> None:
     """Train one adapter and measure it: validation and reference perplexity before/after, memory, tokens/s."""
-    from loratune.trial.data_prep import REFERENCE_MAX_TOKENS, prepare, read
-    from loratune.trial.data_prep import reference as load_reference
-    from loratune.trial.runner import TrialRunner, quiet_libraries
-    from loratune.trial.speed import resolve_compute_dtype
+    from loratune.data import check_val_fraction
+    from loratune.models import resolve_source
+    from loratune.trial.data_prep import REFERENCE_MAX_TOKENS, prepare, read, reference_examples, tokenize_reference
+    from loratune.trial.precision import resolve_compute_dtype
 
-    quiet_libraries()
+    # ---- everything that can be checked without torch, so a typo fails in a fraction of a second
+    raw = read(data, format=fmt, prompt_column=prompt_column, response_column=response_column, val_data=val_data)
+    if val_data is None:
+        check_val_fraction(val_fraction)
+    ref_examples = reference_examples(reference)
     file_cfg = read_config_file(config) if config else {}
     spec_kw, peft_extra = adapter_fields(file_cfg.get("config", {}))
     train_kw = training_fields(file_cfg.get("training", {}) or {})
@@ -122,19 +126,30 @@ def train(
     compute_dtype = resolve_compute_dtype(dtype if dtype != "auto" else train_kw.get("compute_dtype", "auto"), "cpu")
     train_kw["compute_dtype"] = compute_dtype
     settings = TrainSettings(**train_kw)
+    # The adapter's own checks (method, rank, alpha, dropout, closed layer ranges); `--layers 20-` and the
+    # target names need the model's layers and modules, checked once it is loaded.
+    _adapter(spec_kw, None, r, alpha, targets, method, None, dropout, rslora, target_r)
+    source = resolve_source(model)
 
-    raw = read(data, format=fmt, prompt_column=prompt_column, response_column=response_column, val_data=val_data)
-    runner = TrialRunner(model, compute_dtype=compute_dtype, allow_pickle=allow_pickle)
+    # ---- torch from here on
+    from loratune.trial.runner import TrialRunner, quiet_libraries
+
+    quiet_libraries()
+    runner = TrialRunner(source, compute_dtype=compute_dtype, allow_pickle=allow_pickle)
     adapter = _adapter(spec_kw, runner.anatomy.num_layers, r, alpha, targets, method, layers, dropout, rslora, target_r)
     prepared = prepare(
         raw, runner.tokenizer, max_length=settings.max_length, val_fraction=val_fraction, seed=settings.seed
     )
-    ref = load_reference(reference, runner.tokenizer, max_length=min(settings.max_length, REFERENCE_MAX_TOKENS))
+    ref = tokenize_reference(ref_examples, runner.tokenizer, max_length=min(settings.max_length, REFERENCE_MAX_TOKENS))
     out_dir = out or Path("runs") / _slug(f"{runner.label}-{adapter.method}-r{adapter.r}")
     if not json_out:
         err_console.print(
-            f"[bold]{runner.label}[/] — {adapter.method} r={adapter.r} alpha={adapter.alpha:g} on {prepared.path}: "
-            f"{len(prepared.train)} train / {len(prepared.val)} val examples, {len(ref)} reference passages, {compute_dtype}",
+            f"[bold]{runner.label}[/] — {adapter.method} r={adapter.r} alpha={adapter.alpha:g}, {compute_dtype}",
+            highlight=False,
+        )
+        err_console.print(f"data: {prepared.path}", highlight=False, soft_wrap=True)
+        err_console.print(
+            f"{len(prepared.train)} train / {len(prepared.val)} val examples, {len(ref)} reference passages",
             highlight=False,
         )
     result = runner.run(
@@ -158,7 +173,7 @@ def train(
 
 def _adapter(
     spec_kw: dict[str, Any],
-    num_layers: int,
+    num_layers: int | None,
     r: int | None,
     alpha: float | None,
     targets: str | None,
@@ -211,13 +226,15 @@ def _print_result(res: Any) -> None:
     table.add_row("validation perplexity", _fmt(res.val_ppl_before), _fmt(res.val_ppl_after))
     table.add_row("reference perplexity (forgetting)", _fmt(res.ref_ppl_before), _fmt(res.ref_ppl_after))
     console.print(table)
+    # Short lines, one subject each: they read at 80 columns without a wrap splitting a figure from its unit.
     peak = fmt_bytes(res.peak_memory_bytes) if res.peak_memory_bytes else "—"
-    console.print(
+    lines = [
         f"steps {res.steps}, final train loss {_fmt(res.train_loss_final, '.4f')}, "
-        f"trainable {fmt_count(res.trainable_params)}, {fmt_count(res.train_tokens)} tokens at "
-        f"[bold]{res.tokens_per_second:,.0f} tok/s[/], peak memory {peak} "
-        f"({res.extra.get('peak_memory_scope', 'not measured')}), wall {res.wall_seconds:.1f} s",
-        highlight=False,
-    )
+        f"trainable {fmt_count(res.trainable_params)} parameters",
+        f"{fmt_count(res.train_tokens)} tokens at [bold]{res.tokens_per_second:,.0f} tok/s[/], wall {res.wall_seconds:.1f} s",
+        f"peak memory {peak} ({res.extra.get('peak_memory_scope', 'not measured')})",
+    ]
+    for line in lines:
+        console.print(line, highlight=False)
     if res.adapter_dir:
-        console.print(f"adapter + metrics.json → {res.adapter_dir}", highlight=False)
+        console.print(f"adapter + metrics.json → {res.adapter_dir}", highlight=False, soft_wrap=True)

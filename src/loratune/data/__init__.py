@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from loratune.data.demo import demo_qa_path, demo_reference_path, resolve_data_arg
 from loratune.data.formats import load_examples
-from loratune.data.split import split_train_val
+from loratune.data.split import check_val_fraction, split_train_val
 from loratune.data.tokenize import describe_stats, tokenize_examples
 from loratune.data.types import FORMATS, IGNORE_INDEX, Example, TokenizedData, TokenizedExample, TokenStats
 
@@ -18,6 +18,7 @@ __all__ = [
     "TokenStats",
     "TokenizedData",
     "TokenizedExample",
+    "check_val_fraction",
     "demo_qa_path",
     "demo_reference_path",
     "describe_stats",

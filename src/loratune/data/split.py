@@ -16,8 +16,7 @@ def split_train_val(items: Sequence[T], *, val_fraction: float = 0.1, seed: int 
 
     Both halves keep the source order, so the split of a file does not depend on anything but the seed.
     """
-    if not 0.0 <= val_fraction < 1.0:
-        raise DataError(f"validation fraction must be in [0, 1), got {val_fraction}", "pass e.g. --val-fraction 0.1")
+    check_val_fraction(val_fraction)
     n = len(items)
     if n < 2 or val_fraction == 0.0:
         return list(items), []
@@ -28,3 +27,9 @@ def split_train_val(items: Sequence[T], *, val_fraction: float = 0.1, seed: int 
     train = [x for i, x in enumerate(items) if i not in val_idx]
     val = [x for i, x in enumerate(items) if i in val_idx]
     return train, val
+
+
+def check_val_fraction(val_fraction: float) -> None:
+    """Raise unless ``val_fraction`` is in [0, 1) (cheap: the CLI calls it before loading a model)."""
+    if not 0.0 <= val_fraction < 1.0:
+        raise DataError(f"validation fraction must be in [0, 1), got {val_fraction}", "pass e.g. --val-fraction 0.1")

@@ -43,3 +43,19 @@ def save_adapter(peft_model: Any, directory: Path, metrics: dict[str, Any]) -> P
         raise
     return directory
 
+
+
+def read_metrics(directory: Path) -> dict[str, Any] | None:
+    """The ``metrics.json`` a trial saved next to its adapter (None when absent or unreadable)."""
+    try:
+        data = json.loads((Path(directory) / METRICS_FILE).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def recorded_attention(metrics: dict[str, Any] | None) -> str | None:
+    """The attention kernel the trial trained and validated with (``extra.attention`` of metrics.json)."""
+    extra = (metrics or {}).get("extra")
+    kernel = extra.get("attention") if isinstance(extra, dict) else None
+    return kernel if isinstance(kernel, str) and kernel else None

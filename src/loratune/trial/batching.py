@@ -16,9 +16,9 @@ from typing import Any
 
 import torch
 
+from loratune.data.types import IGNORE_INDEX
 from loratune.errors import DataError
 
-IGNORE_INDEX = -100
 MEGABATCH = 50  # batches per sorted group, as in transformers.trainer_pt_utils.get_length_grouped_indices
 
 

@@ -6,13 +6,14 @@ import math
 import re
 import string
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from loratune.trial.batching import IGNORE_INDEX, as_examples, iterate, usable
+from loratune.data.types import IGNORE_INDEX
+from loratune.trial.batching import as_examples, iterate, usable
 from loratune.trial.loss import split_decoder_head, token_loss_sum
 from loratune.trial.speed import autocast, model_compute_dtype
 
@@ -27,12 +28,14 @@ def mean_loss(
     batch_size: int = 8,
     max_length: int = 512,
     max_batches: int | None = None,
+    on_batch: Callable[[], None] | None = None,
 ) -> float:
     """Mean next-token cross-entropy (nats) over every label token of ``data``.
 
     Token-weighted, not batch-weighted: each label token counts once, so the value does not
     depend on how examples were grouped into batches. ``max_batches`` evaluates a fixed prefix
     (batches are formed deterministically, unshuffled), so repeated calls compare like with like.
+    ``on_batch`` is called after each batch (progress; :func:`count_batches` gives the total).
     """
     examples = usable(as_examples(data), max_length)
     if not examples:
@@ -52,8 +55,16 @@ def mean_loss(
             loss_sum, n = token_loss_sum(model, batch.input_ids, batch.labels, batch.attention_mask, parts)
             total += float(loss_sum)
             count += n
+            if on_batch is not None:
+                on_batch()
     model.train(was_training)
     return total / count if count else math.nan
+
+
+def count_batches(data: Any, *, batch_size: int = 8, max_length: int = 512, max_batches: int | None = None) -> int:
+    """How many batches :func:`mean_loss` runs over ``data`` with these arguments."""
+    n = math.ceil(len(usable(as_examples(data), max_length)) / batch_size)
+    return n if max_batches is None else min(n, max_batches)
 
 
 def batch_device(model: Any) -> torch.device:
@@ -63,8 +74,8 @@ def batch_device(model: Any) -> torch.device:
 
 def perplexity(model: Any, data: Any, *, pad_id: int, **kwargs: Any) -> float:
     """exp(mean token cross-entropy); inf when the loss overflows."""
-    loss = mean_loss(model, data, pad_id=pad_id, **kwargs)
-    return safe_exp(loss)
+    value = safe_exp(mean_loss(model, data, pad_id=pad_id, **kwargs))
+    return math.nan if value is None else value
 
 
 def safe_exp(loss: float | None) -> float | None:
@@ -105,6 +116,12 @@ class QAScores:
     samples: list[tuple[str, str]]  # (prediction, reference) for the first few, to show
 
 
+def qa_examples(data: Any, limit: int | None = None) -> list[Any]:
+    """The examples :func:`qa_scores` decodes: those with an answer (a label token), the first ``limit``."""
+    examples = [ex for ex in as_examples(data) if any(lab != IGNORE_INDEX for lab in ex.labels)]
+    return examples if limit is None else examples[:limit]
+
+
 def qa_scores(
     model: Any,
     tokenizer: Any,
@@ -113,6 +130,7 @@ def qa_scores(
     limit: int | None = 50,
     max_new_tokens: int | None = None,
     keep_samples: int = 3,
+    on_answer: Callable[[], None] | None = None,
 ) -> QAScores:
     """Greedy-decode each answer from its prompt and compare with the reference answer.
 
@@ -120,12 +138,11 @@ def qa_scores(
     tokenized with is reused exactly); the reference is the decoded label tokens. Decoding stops at
     EOS or after ``max_new_tokens`` (default: reference length + 16).
     """
-    examples = [ex for ex in as_examples(data) if any(lab != IGNORE_INDEX for lab in ex.labels)]
-    if limit is not None:
-        examples = examples[:limit]
+    examples = qa_examples(data, limit)
     was_training = model.training
     model.eval()
-    em, f1, samples = 0.0, 0.0, []
+    em, f1 = 0.0, 0.0
+    samples: list[tuple[str, str]] = []
     eos = tokenizer.eos_token_id
     with torch.inference_mode():
         for ex in examples:
@@ -140,6 +157,8 @@ def qa_scores(
             f1 += token_f1(prediction, reference)
             if len(samples) < keep_samples:
                 samples.append((prediction, reference))
+            if on_answer is not None:
+                on_answer()
     model.train(was_training)
     n = len(examples)
     return QAScores(em / n if n else math.nan, f1 / n if n else math.nan, n, samples)

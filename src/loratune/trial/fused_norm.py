@@ -59,7 +59,7 @@ def fused_rms_norm(model: Any) -> Iterator[int]:
             hasattr(module, "variance_epsilon")
             and isinstance(getattr(module, "weight", None), torch.Tensor)
             and "forward" not in vars(module)
-            and is_llama_rms_norm(type(module))
+            and is_llama_rms_norm(module.__class__)
         ):
             module.forward = types.MethodType(_fused_forward, module)
             switched.append(module)

@@ -20,9 +20,8 @@ import torch
 from peft.helpers import disable_input_dtype_casting
 
 from loratune.anatomy import Anatomy
-from loratune.anatomy.targets import resolve
 from loratune.budget import AdapterSpec
-from loratune.errors import ConfigError, DataError
+from loratune.errors import DataError
 from loratune.trial.adapter_io import save_adapter
 from loratune.trial.batching import Batch, as_examples, iterate, usable
 from loratune.trial.dropout import use_fast_dropout
@@ -30,7 +29,10 @@ from loratune.trial.evaluate import mean_loss, safe_exp
 from loratune.trial.fused_lora import use_fused_lora
 from loratune.trial.fused_norm import fused_rms_norm
 from loratune.trial.loss import split_decoder_head, token_loss_sum
-from loratune.trial.speed import ThreadTuner, autocast, choose_attention, set_threads, use_attention
+from loratune.trial.peak_memory import PeakMemory
+from loratune.trial.peft_model import build_peft_model, enable_checkpointing
+from loratune.trial.progress import progress as progress_bar
+from loratune.trial.speed import ThreadTuner, attention_for, autocast, set_threads, use_attention
 from loratune.trial.types import TrainSettings, TrialResult
 
 MEMORY_STEPS = 2  # optimizer steps watched by PeakMemory: the longest batch comes first, Adam state by step 2
@@ -72,7 +74,6 @@ def run_trial(
         max_length=settings.max_length,
         max_batches=settings.eval_batches,
     )
-    longest = min(settings.max_length, max(len(ex.input_ids) for ex in train_ex + val_ex + ref_ex))
     result = TrialResult(
         extra={"threads": threads, "compute_dtype": settings.compute_dtype, "total_steps": total_steps}
     )
@@ -86,7 +87,10 @@ def run_trial(
         clock["eval"] += time.perf_counter() - t0
         return value
 
-    with use_attention(base, choose_attention(longest, device)), fused_rms_norm(base) as norms:
+    with (
+        use_attention(base, attention_for(train_ex + val_ex + ref_ex, settings.max_length, device)),
+        fused_rms_norm(base) as norms,
+    ):
         result.extra["attention"] = getattr(base.config, "_attn_implementation", None)
         result.extra["fused_rms_norms"] = norms
         # ---- evaluate the base model
@@ -183,10 +187,9 @@ def train_loop(
     train_seconds = 0.0
     memory = _peak_memory(device, [peft_model, optimizer]) if measure_memory else None
     tuner = ThreadTuner.for_this_machine() if device == "cpu" else None
-    with contextlib.ExitStack() as watching, _progress(total_steps, progress) as bar:
+    with contextlib.ExitStack() as watching, progress_bar("training", total_steps, enabled=progress) as bar:
         if memory is not None:
             watching.enter_context(memory)
-        task = bar.add_task("training", total=total_steps, loss=math.nan, tps=0.0)
         while step < total_steps:
             if tuner is not None:
                 tuner.before_step()
@@ -226,7 +229,7 @@ def train_loop(
             result.loss_curve.append((step, step_loss))
             if step == MEMORY_STEPS:
                 watching.close()  # the dispatch-mode counter costs a few % per op: watch only the first steps
-            bar.update(task, advance=1, loss=step_loss, tps=tokens / train_seconds)
+            bar.advance(info=f"loss {step_loss:.4f}  {tokens / train_seconds:,.0f} tok/s")
             if validate is not None and settings.eval_every and step % settings.eval_every == 0 and step < total_steps:
                 val_loss = validate(peft_model)
                 peft_model.train()
@@ -250,37 +253,6 @@ def train_loop(
     if tuner is not None:
         result.extra["threads"] = torch.get_num_threads()
         result.extra["thread_changes"] = [list(t) for t in tuner.trace]
-
-
-def enable_checkpointing(lm: Any) -> None:
-    """Non-reentrant activation checkpointing: it needs no input-requires-grad hook on the embeddings."""
-    if hasattr(lm, "activation_checkpointing_enable"):  # transformers 5 name; the old one warns
-        lm.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-    else:
-        lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-
-
-def build_peft_model(
-    base: Any, anatomy: Anatomy, adapter: AdapterSpec, total_steps: int, extra: dict[str, Any] | None
-) -> tuple[Any, list[str]]:
-    """Wrap ``base`` with the adapter. LoRA weights stay fp32 over a bf16 base (PEFT's
-    ``autocast_adapter_dtype``), so updates are not lost to bf16 rounding."""
-    from peft import AdaLoraConfig, LoraConfig, get_peft_model
-
-    res = resolve(anatomy, adapter.targets)
-    kw = adapter.peft_kwargs(res.peft_target_modules)
-    kw["task_type"] = "CAUSAL_LM"
-    if adapter.method == "adalora":
-        # AdaLoRA needs its schedule up front; the one the advice recommends (budget/adalora_schedule.py).
-        from loratune.budget.adalora_schedule import adalora_steps
-
-        kw.update(adalora_steps(total_steps).peft_kwargs())
-    kw.update(extra or {})
-    try:
-        config = AdaLoraConfig(**kw) if adapter.method == "adalora" else LoraConfig(**kw)
-        return get_peft_model(base, config), [w.message for w in res.warnings]
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"PEFT refused the adapter config: {e}", "check the config keys and values") from None
 
 
 def make_optimizer(params: list[torch.nn.Parameter], settings: TrainSettings) -> torch.optim.Optimizer:
@@ -344,26 +316,7 @@ def cleanup(peft_model: Any) -> Any:
 
 
 def _peak_memory(device: str, track: list[Any]) -> Any:
-    from loratune.measure.peak_memory import PeakMemory
-
     return PeakMemory("cuda" if device.startswith("cuda") else "cpu", track=track)
-
-
-def _progress(total: int, enabled: bool) -> Any:
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]:.4f}"),
-        TextColumn("{task.fields[tps]:,.0f} tok/s"),
-        TimeElapsedColumn(),
-        console=Console(stderr=True),
-        disable=not enabled,
-        transient=False,
-    )
 
 
 def _jsonable(obj: Any) -> Any:

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from loratune.trial.batching import IGNORE_INDEX
+from loratune.data.types import IGNORE_INDEX
 
 # Architectures whose causal-LM forward is exactly ``logits = lm_head(decoder(x))`` (no logit
 # soft-capping or scaling), so splitting decoder and head gives the same logits.

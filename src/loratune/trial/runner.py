@@ -9,7 +9,8 @@ from typing import Any
 
 from loratune.budget import AdapterSpec
 from loratune.models import ModelSource, resolve_source
-from loratune.trial.speed import resolve_compute_dtype, set_threads, torch_dtype
+from loratune.trial.precision import resolve_compute_dtype
+from loratune.trial.speed import set_threads, torch_dtype
 from loratune.trial.types import TrainSettings, TrialResult
 
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import torch
 
 from loratune.errors import ConfigError
+from loratune.trial.precision import cpu_has_fast_bf16 as cpu_has_fast_bf16  # re-exported
+from loratune.trial.precision import resolve_compute_dtype as resolve_compute_dtype  # re-exported
 
 
 def usable_cpus() -> int:
@@ -75,32 +77,6 @@ def best_threads(candidates: tuple[int, ...] | None = None) -> int:
     return best
 
 
-def cpu_has_fast_bf16() -> bool:
-    """bf16 matmuls run natively (AVX512-BF16 / AMX) rather than emulated through fp32."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = f.read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def resolve_compute_dtype(requested: str, device: str) -> str:
-    """``auto`` → bf16 where the hardware runs it natively, else fp32.
-
-    bf16 is the default only for the frozen base: LoRA weights, their gradients and the Adam state
-    stay fp32 (PEFT's ``autocast_adapter_dtype``), and the loss is taken in fp32. The benchmark
-    (bench/trial_throughput.py) checks the final loss stays within 2 % of an fp32 run.
-    """
-    if requested not in ("auto", "bf16", "fp32"):
-        raise ConfigError(f"unknown compute dtype {requested!r}", "use auto, bf16 or fp32")
-    if requested != "auto":
-        return requested
-    if device.startswith("cuda"):
-        return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
-    return "bf16" if cpu_has_fast_bf16() else "fp32"
-
-
 def torch_dtype(name: str) -> torch.dtype:
     return {"bf16": torch.bfloat16, "fp32": torch.float32}[name]
 
@@ -116,6 +92,14 @@ def choose_attention(longest: int, device: str) -> str | None:
     if device.startswith("cuda"):
         return None
     return "eager" if longest <= EAGER_MAX_TOKENS else "sdpa"
+
+
+def attention_for(rows: Iterable[Any], max_length: int, device: str) -> str | None:
+    """The kernel for a run over ``rows`` (tokenized examples), decided by the longest one cut to
+    ``max_length``: ``train`` passes its train + validation + reference rows, ``eval`` the same
+    file's train + validation rows, so both pick the same kernel and report the same loss."""
+    longest = min(max_length, max((len(ex.input_ids) for ex in rows), default=1))
+    return choose_attention(longest, device)
 
 
 @contextlib.contextmanager
