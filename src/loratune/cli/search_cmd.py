@@ -220,7 +220,10 @@ def _duration(seconds: float) -> str:
 
 def print_result(result: SearchResult, out: Path) -> None:
     chosen = result.choice.chosen.variant
-    table = Table("variant", "best lr", "val ppl", "trainable", "peak mem", "runs", title="variants (best LR each)")
+    table = Table(title="variants (best LR each; runs = runs trained)")
+    table.add_column("variant", no_wrap=True)  # a wrapped label reads as two variants
+    for name in ("lr", "val ppl", "params", "peak mem", "runs"):
+        table.add_column(name, justify="right", no_wrap=True)
     for s in result.scores:
         r = s.best.result
         mark = " ◀ chosen" if s.variant == chosen else ""

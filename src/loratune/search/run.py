@@ -296,6 +296,10 @@ def _run_strategy(
             if isinstance(objective, _Tracked):
                 objective.runs_left = event.runs_left
 
+    if isinstance(objective, _Tracked):  # the plan's size until the strategy reports its own estimate
+        done = sum(1 for r in study.finished() if r.cached_study != "self")
+        planned = planned_variants(baseline, staged_options(config)) * config.lr_runs
+        objective.runs_left = max(0, config.trials - done) if config.strategy == "optuna" else planned
     if config.strategy == "staged":
         from loratune.search.staged import StagedSearch
 

@@ -7,9 +7,10 @@ seconds per optimizer step and per evaluated example. A run then costs
 
 with ``evals`` = 2 (before and after) plus the mid-run evaluations a pruner asks for, and the search
 about ``planned runs`` of them (staged: ``planned_variants × lr_runs``; optuna: ``trials``). Knobs are
-given up in this order until the estimate fits: validation examples (to 32, then 16), steps (to 10),
-the LR sweep (to 1 run per variant), steps (to 4), validation examples (to 8), steps (to 1). Nothing
-is ever raised above what was asked. Without the option nothing is probed or changed.
+given up in this order until the estimate fits: steps (down to 10), validation examples (to 32, then
+16, steps again down to 10 at each), the LR sweep (to 1 run per variant), steps (to 4), validation
+examples (to 8), steps (to 1). Nothing is ever raised above what was asked. Without the option nothing
+is probed or changed.
 """
 
 from __future__ import annotations
