@@ -31,8 +31,9 @@ def report(
         console.print(
             f"[bold green]chosen:[/] {escape(data.choice.chosen.variant.label())} — {escape(data.choice.reason())}",
             highlight=False,
+            soft_wrap=True,
         )
     else:
-        console.print("no variant finished with a finite validation loss yet", highlight=False)
+        console.print("no variant finished with a finite validation loss yet", highlight=False, soft_wrap=True)
     for p in written:
-        console.print(f"wrote {escape(str(p))}", highlight=False)
+        console.print(f"wrote {escape(str(p))}", highlight=False, soft_wrap=True)

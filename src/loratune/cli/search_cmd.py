@@ -109,7 +109,9 @@ def search(
         config = replace(
             stored.config, train_final=train_final, final_steps=final_steps, threads=threads, time_budget=None
         )
-        console.print(f"resuming the {config.strategy} search in {escape(str(out))} with its saved options")
+        console.print(
+            f"resuming the {config.strategy} search in {escape(str(out))} with its saved options", soft_wrap=True
+        )
     else:
         config = SearchConfig(
             model=model,
@@ -155,13 +157,14 @@ def print_event(event: SearchEvent) -> None:
     from loratune.search import events as ev
 
     if isinstance(event, ev.ModelLoading):
-        console.print(f"[bold]loading[/] {escape(event.model)} …", highlight=False)
+        console.print(f"[bold]loading[/] {escape(event.model)} …", highlight=False, soft_wrap=True)
     elif isinstance(event, ev.TrialsRecovered):
         numbers = ", ".join(str(n) for n in event.numbers)
         err_console.print(
             f"[yellow]recovered:[/] trial(s) {numbers} were left running by a killed search; "
             "marked failed, their configs run again",
             highlight=False,
+            soft_wrap=True,
         )
     elif isinstance(event, ev.SearchStarted):
         console.print(
@@ -170,6 +173,7 @@ def print_event(event: SearchEvent) -> None:
             f"at lr {event.base_lr:g}"
             + (f"; {event.finished_before} finished run(s) already in the study" if event.finished_before else ""),
             highlight=False,
+            soft_wrap=True,
         )
     elif isinstance(event, ev.BudgetSized):
         console.print(
@@ -178,9 +182,10 @@ def print_event(event: SearchEvent) -> None:
             f"{event.seconds_per_eval_example:.3f} s per eval example; ~{event.planned_runs} runs ≈ "
             f"{_duration(event.estimated_seconds)}",
             highlight=False,
+            soft_wrap=True,
         )
     elif isinstance(event, ev.StageStarted):
-        console.print(f"[bold cyan]stage {escape(event.name)}[/]", highlight=False)
+        console.print(f"[bold cyan]stage {escape(event.name)}[/]", highlight=False, soft_wrap=True)
     elif isinstance(event, ev.RunStarted):
         of = f" of ~{event.total_estimate}" if event.total_estimate else ""
         cfg = event.config
@@ -188,6 +193,7 @@ def print_event(event: SearchEvent) -> None:
             f"[dim]run {event.index}{of}[/] {escape(cfg.variant.label())} lr {cfg.learning_rate:g} "
             f"[dim]({escape(cfg.stage)})[/]",
             highlight=False,
+            soft_wrap=True,
         )
     elif isinstance(event, ev.RunFinished):
         rec = event.record
@@ -196,21 +202,31 @@ def print_event(event: SearchEvent) -> None:
                 f"  trial {rec.number:3d} {escape(rec.variant.label()):40s} lr {rec.learning_rate or 0:<8g} "
                 f"{rec.state.lower():8s} ppl {rec.val_ppl:.4f}",
                 highlight=False,
+                soft_wrap=True,
             )
     elif isinstance(event, ev.VariantScored):
         label = escape(event.variant.label())
         if event.ppl is None:
-            console.print(f"  {label:40s} no finite result (diverged or failed at every LR)", highlight=False)
+            console.print(
+                f"  {label:40s} no finite result (diverged or failed at every LR)", highlight=False, soft_wrap=True
+            )
         else:
-            console.print(f"  {label:40s} ppl {event.ppl:.4f} at lr {event.learning_rate:g}", highlight=False)
+            console.print(
+                f"  {label:40s} ppl {event.ppl:.4f} at lr {event.learning_rate:g}", highlight=False, soft_wrap=True
+            )
     elif isinstance(event, ev.EtaUpdate):
         console.print(
             f"[dim]  about {_duration(event.seconds_left)} left: ~{event.runs_left} run(s) × "
             f"{event.seconds_per_run:.0f} s[/]",
             highlight=False,
+            soft_wrap=True,
         )
     elif isinstance(event, ev.FinalTraining):
-        console.print(f"[bold]training the final adapter[/] ({event.steps or '1 epoch of'} steps) …", highlight=False)
+        console.print(
+            f"[bold]training the final adapter[/] ({event.steps or '1 epoch of'} steps) …",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def _duration(seconds: float) -> str:
@@ -237,21 +253,28 @@ def print_result(result: SearchResult, out: Path) -> None:
         )
     console.print(table)
     cached = f", {result.runs_from_cache} answered from the cache" if result.runs_from_cache else ""
-    console.print(f"{result.runs_trained} run(s) trained{cached}, {result.tokens:,} training tokens", highlight=False)
+    console.print(
+        f"{result.runs_trained} run(s) trained{cached}, {result.tokens:,} training tokens",
+        highlight=False,
+        soft_wrap=True,
+    )
     console.print(
         f"[bold green]chosen:[/] {escape(chosen.label())} — {escape(result.choice.reason())}", highlight=False
     )
     for p in result.written:
-        console.print(f"wrote {escape(str(p))}", highlight=False)
+        console.print(f"wrote {escape(str(p))}", highlight=False, soft_wrap=True)
     if result.final is not None:
         f = result.final
         console.print(
             f"final adapter: val ppl {_ppl(f.val_ppl_before)} → {_ppl(f.val_ppl_after)}, "
             f"saved to {escape(str(out / 'adapter'))}",
             highlight=False,
+            soft_wrap=True,
         )
-    console.print(f"done in {result.seconds:.0f} s — see {escape(str(out / 'best_config.json'))}", highlight=False)
-    console.print(f"next: loratune report {escape(str(out))}", highlight=False)
+    console.print(
+        f"done in {result.seconds:.0f} s — see {escape(str(out / 'best_config.json'))}", highlight=False, soft_wrap=True
+    )
+    console.print(f"next: loratune report {escape(str(out))}", highlight=False, soft_wrap=True)
 
 
 def _ppl(v: float | None) -> str:
