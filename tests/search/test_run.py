@@ -223,3 +223,39 @@ def test_legacy_records_keep_their_estimate_and_warnings() -> None:
     r = TrialResult.from_dict(old)
     assert r.estimated_memory_bytes == 123 and r.warnings == ["w"] and r.extra == {"threads": 1}
     assert TrialResult.from_dict(r.to_dict()) == r
+
+
+class ProbeRunner:
+    """Stands in for TrialRunner in the time-budget probe: 2 s per step, 0.5 s per evaluated example."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, int]] = []
+
+    def run(self, spec, settings, train, val, reference, **kw):  # type: ignore[no-untyped-def]
+        self.calls.append((settings.max_steps, len(val)))
+        steps, evals = settings.max_steps, 2 * len(val)
+        return TrialResult(
+            steps=steps,
+            wall_seconds=2.0 * steps + 0.5 * evals + 1.0,
+            extra={"train_seconds": 2.0 * steps, "eval_seconds": 0.5 * evals},
+        )
+
+
+def test_time_budget_probes_then_runs_and_saves_the_sized_options(tmp_path: Path, anatomy) -> None:  # type: ignore[no-untyped-def]
+    inputs = _inputs(anatomy)
+    inputs.runner = ProbeRunner()
+    inputs.val = [[1, 2]] * 64
+    config = replace(CONFIG, steps=30, val_examples=64, time_budget=5.0)
+    seen: list[ev.SearchEvent] = []
+    result = run_search(config, tmp_path, log=seen.append, inputs=inputs, objective=SyntheticObjective())
+    assert inputs.runner.calls == [(3, 8)]  # one short probe, never recorded in the study
+    sized = next(e for e in seen if isinstance(e, ev.BudgetSized))
+    assert sized.seconds_per_step == pytest.approx(2.0) and sized.seconds_per_eval_example == pytest.approx(0.5)
+    assert sized.estimated_seconds <= 5 * 60
+    assert (result.config.steps, result.config.val_examples) == (sized.steps, sized.val_examples)
+    assert result.config.steps < 30 and result.config.time_budget is None
+    saved = read_search_json(tmp_path / "search.json")
+    assert saved.config == result.config  # a resume runs the sized options, with no second probe
+    assert saved.sized_by_budget is not None and saved.sized_by_budget["asked"]["steps"] == 30
+    started = next(e for e in seen if isinstance(e, ev.SearchStarted))
+    assert started.steps == result.config.steps and started.n_val == result.config.val_examples

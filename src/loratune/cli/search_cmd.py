@@ -259,7 +259,9 @@ def print_result(result: SearchResult, out: Path) -> None:
         soft_wrap=True,
     )
     console.print(
-        f"[bold green]chosen:[/] {escape(chosen.label())} — {escape(result.choice.reason())}", highlight=False
+        f"[bold green]chosen:[/] {escape(chosen.label())} — {escape(result.choice.reason())}",
+        highlight=False,
+        soft_wrap=True,
     )
     for p in result.written:
         console.print(f"wrote {escape(str(p))}", highlight=False, soft_wrap=True)

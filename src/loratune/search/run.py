@@ -367,7 +367,12 @@ def _fit_budget(
     spent += time.perf_counter() - t0
     variants = planned_variants(inputs.baseline, staged_options(config))
     sizing = timebudget.size(
-        config, tp, config.time_budget * 60 - spent, variants=variants, n_reference=len(inputs.reference)
+        config,
+        tp,
+        config.time_budget * 60 - spent,
+        variants=variants,
+        n_reference=len(inputs.reference),
+        n_val=len(inputs.val),
     )
     c = sizing.config
     log(

@@ -54,21 +54,25 @@ def probe(runner: Any, spec: Any, settings: Any, train: Any, val: Any) -> Throug
     return Throughput(train_s / steps, eval_s / evaluated if evaluated else 0.0, overhead)
 
 
-def _fixed_seconds(tp: Throughput, config: SearchConfig, n_reference: int) -> float:
-    """A run's cost besides its training steps: overhead and evaluations (a pruner's midway ones too)."""
+def _fixed_seconds(tp: Throughput, config: SearchConfig, n_reference: int, n_val: int | None = None) -> float:
+    """A run's cost besides its training steps: overhead and evaluations (a pruner's midway ones too).
+    ``n_val``: the validation examples there are (the data may hold fewer than ``val_examples``)."""
     evals = 2 + (config.steps // config.eval_every - 1 if config.eval_every else 0)
-    return tp.overhead_seconds + evals * (config.val_examples + n_reference) * tp.seconds_per_eval_example
+    val = min(config.val_examples, n_val) if n_val is not None else config.val_examples
+    return tp.overhead_seconds + evals * (val + n_reference) * tp.seconds_per_eval_example
 
 
-def run_seconds(tp: Throughput, config: SearchConfig, n_reference: int) -> float:
-    return _fixed_seconds(tp, config, n_reference) + config.steps * tp.seconds_per_step
+def run_seconds(tp: Throughput, config: SearchConfig, n_reference: int, n_val: int | None = None) -> float:
+    return _fixed_seconds(tp, config, n_reference, n_val) + config.steps * tp.seconds_per_step
 
 
 def planned_runs(config: SearchConfig, variants: int) -> int:
     return config.trials if config.strategy == "optuna" else variants * config.lr_runs
 
 
-def size(config: SearchConfig, tp: Throughput, seconds: float, *, variants: int, n_reference: int) -> Sizing:
+def size(
+    config: SearchConfig, tp: Throughput, seconds: float, *, variants: int, n_reference: int, n_val: int | None = None
+) -> Sizing:
     """The largest config (by the order in the module doc) whose estimate fits in ``seconds``."""
     ladder = [
         (config.val_examples, config.lr_runs, min(config.steps, 10)),
@@ -83,11 +87,11 @@ def size(config: SearchConfig, tp: Throughput, seconds: float, *, variants: int,
         trial = replace(config, val_examples=val, lr_runs=lr_runs)
         runs = planned_runs(trial, variants)
         per_run_budget = seconds / runs
-        fixed = _fixed_seconds(tp, trial, n_reference)
+        fixed = _fixed_seconds(tp, trial, n_reference, n_val)
         fit = math.floor((per_run_budget - fixed) / tp.seconds_per_step) if tp.seconds_per_step > 0 else config.steps
         steps = min(config.steps, fit)
         candidate = replace(trial, steps=max(1, steps))
         if steps >= min_steps:
             break
     runs = planned_runs(candidate, variants)
-    return Sizing(candidate, runs, runs * run_seconds(tp, candidate, n_reference))
+    return Sizing(candidate, runs, runs * run_seconds(tp, candidate, n_reference, n_val))
