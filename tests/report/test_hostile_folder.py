@@ -87,6 +87,9 @@ def test_report_never_writes_into_its_input(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not a loratune study"):
         load_study(tmp_path / "zero")
     assert (tmp_path / "zero" / "study.db").stat().st_size == 0
+    with pytest.raises(ConfigError, match="not a loratune study"):  # nor through --storage
+        load_study(tmp_path / "zero", storage=f"sqlite:///{tmp_path / 'zero' / 'study.db'}")
+    assert (tmp_path / "zero" / "study.db").stat().st_size == 0
     # a SQLite file that is not an Optuna study, and a file that is not SQLite
     (tmp_path / "foreign").mkdir()
     with sqlite3.connect(tmp_path / "foreign" / "study.db") as con:

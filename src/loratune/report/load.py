@@ -35,7 +35,9 @@ def load_study(directory: Path, storage: str | None = None) -> StudyData:
     if not directory.is_dir():
         raise ConfigError(f"no study directory {directory}", "pass the --out directory of `loratune search`")
     config = read_search_json(directory / SEARCH_JSON).config if (directory / SEARCH_JSON).is_file() else None
-    if storage is not None:
+    if storage is not None and storage.startswith("sqlite:///") and "?" not in storage:
+        records = read_study_records(Path(storage[len("sqlite:///") :]))  # a local file: read-only too
+    elif storage is not None:
         records = read_records_at(storage)
     else:
         db = directory / STUDY_DB

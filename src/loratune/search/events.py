@@ -37,7 +37,6 @@ class SearchStarted:
     baseline: Variant
     base_lr: float
     finished_before: int = 0
-    resumed: bool = False
 
 
 @dataclass(frozen=True)
