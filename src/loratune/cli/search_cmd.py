@@ -89,22 +89,10 @@ def search(
 ) -> None:
     """Search LoRA hyperparameters with real training runs and pick the cheapest config near the best."""
     from loratune.search.config import SearchConfig
-    from loratune.search.saved import BEST_CONFIG, SEARCH_JSON, STUDY_DB, read_best_config, read_search_json
+    from loratune.search.saved import SEARCH_JSON, saved_for_resume
 
-    saved = out / SEARCH_JSON
     if resume:
-        if not saved.is_file():
-            raise ConfigError(f"nothing to resume in {out} (no {SEARCH_JSON})", "drop --resume to start a new search")
-        stored = read_search_json(saved)
-        if (out / BEST_CONFIG).is_file():
-            read_best_config(out / BEST_CONFIG)
-        if storage is None and stored.custom_storage:
-            raise ConfigError(
-                f"the search in {out} kept its study at a --storage URL (not read from {SEARCH_JSON})",
-                "pass the same --storage URL again",
-            )
-        if storage is None and not (out / STUDY_DB).is_file():
-            raise ConfigError(f"nothing to resume in {out} (no {STUDY_DB})", "drop --resume to start a new search")
+        stored = saved_for_resume(out, storage=storage)
         # The search's options come from the folder; what this invocation does besides comes from its flags.
         config = replace(
             stored.config, train_final=train_final, final_steps=final_steps, threads=threads, time_budget=None
@@ -142,7 +130,7 @@ def search(
             threads=threads,
             time_budget=time_budget,
         )
-        if saved.is_file():
+        if (out / SEARCH_JSON).is_file():
             raise ConfigError(f"{out} already holds a search", "pass --resume to continue it, or choose another --out")
     from loratune.search.run import run_search
     from loratune.trial.runner import quiet_libraries

@@ -19,8 +19,6 @@ from loratune.trial.types import TrainSettings
 
 STRATEGIES = ("staged", "optuna")
 RANKS = (2, 4, 8, 16, 32, 64, 128)
-# Options of one invocation, not of the search: a resume takes them from its own command line.
-PER_INVOCATION = ("train_final", "final_steps", "threads", "time_budget")
 
 
 def _help(text: str) -> Any:

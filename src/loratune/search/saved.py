@@ -103,3 +103,22 @@ def read_best_config(path: Path) -> dict[str, Any]:
         if not ok:
             raise ConfigError(f"{path}: a stage must have a name, tried labels, a winner and a note", fix)
     return data
+
+
+def saved_for_resume(out: Path, *, storage: str | None) -> SavedSearch:
+    """What ``--resume`` continues in ``out``: its search.json, checked, with its study where it says.
+    The study is ``out/study.db`` unless ``storage`` (the command line's --storage) names another."""
+    path = out / SEARCH_JSON
+    if not path.is_file():
+        raise ConfigError(f"nothing to resume in {out} (no {SEARCH_JSON})", "drop --resume to start a new search")
+    saved = read_search_json(path)
+    if (out / BEST_CONFIG).is_file():
+        read_best_config(out / BEST_CONFIG)  # rewritten at the end; a broken one is refused now, not then
+    if storage is None and saved.custom_storage:
+        raise ConfigError(
+            f"the search in {out} kept its study at a --storage URL (not read from {SEARCH_JSON})",
+            "pass the same --storage URL again",
+        )
+    if storage is None and not (out / STUDY_DB).is_file():
+        raise ConfigError(f"nothing to resume in {out} (no {STUDY_DB})", "drop --resume to start a new search")
+    return saved
