@@ -24,7 +24,6 @@ from loratune.search.config import (
     trial_code_hash,
 )
 from loratune.search.events import (
-    BudgetSized,
     EtaClock,
     FinalTraining,
     Log,
@@ -36,7 +35,7 @@ from loratune.search.events import (
     ignore,
 )
 from loratune.search.knee import Choice, VariantScore, choose, score_variants
-from loratune.search.saved import SavedSearch, write_search_json
+from loratune.search.saved import SEARCH_JSON, SavedSearch, read_search_json, write_search_json
 from loratune.search.space import RunConfig, Variant
 from loratune.search.staged import SearchOutcome, StagedOptions, planned_variants
 from loratune.search.study import Objective, SearchStudy, default_storage, run_counts
@@ -195,7 +194,9 @@ def run_search(
         inputs = inputs or load_inputs(config, log=log)
         sized: dict[str, Any] | None = None
         if config.time_budget is not None:
-            config, sized = _fit_budget(config, inputs, log, time.perf_counter() - started)
+            from loratune.search.timebudget import fit_to_budget
+
+            config, sized = fit_to_budget(config, inputs, log, time.perf_counter() - started)
         base_lr = config.lr or inputs.recommended_lr
         settings = config.train_settings(base_lr, inputs.compute_dtype)
         val, ref = list(inputs.val)[: config.val_examples], list(inputs.reference)
@@ -208,6 +209,8 @@ def run_search(
             settings=settings,
         )
         study = _open_study(config, out, storage, fp)
+        if sized is None and (out / SEARCH_JSON).is_file():  # a resume keeps what the budget chose
+            sized = read_search_json(out / SEARCH_JSON).sized_by_budget
         saved = SavedSearch(replace(config, time_budget=None), fp, storage is not None, sized)
         write_search_json(out, saved)
         if study.recovered:
@@ -350,52 +353,6 @@ def _train_final(
         progress=progress,
     )  # fmt: skip
     return result
-
-
-def _fit_budget(
-    config: SearchConfig, inputs: SearchInputs, log: Log, spent: float
-) -> tuple[SearchConfig, dict[str, Any]]:
-    from loratune.search import timebudget
-
-    assert config.time_budget is not None
-    if inputs.runner is None:
-        raise ConfigError("--time-budget needs the model runner to measure", "drop --time-budget")
-    settings = config.train_settings(config.lr or inputs.recommended_lr, inputs.compute_dtype)
-    spec = inputs.baseline.adapter_spec(inputs.anatomy.num_layers)
-    t0 = time.perf_counter()
-    tp = timebudget.probe(inputs.runner, spec, settings, inputs.train, list(inputs.val))
-    spent += time.perf_counter() - t0
-    variants = planned_variants(inputs.baseline, staged_options(config))
-    sizing = timebudget.size(
-        config,
-        tp,
-        config.time_budget * 60 - spent,
-        variants=variants,
-        n_reference=len(inputs.reference),
-        n_val=len(inputs.val),
-    )
-    c = sizing.config
-    log(
-        BudgetSized(
-            minutes=config.time_budget,
-            steps=c.steps,
-            val_examples=c.val_examples,
-            lr_runs=c.lr_runs,
-            seconds_per_step=tp.seconds_per_step,
-            seconds_per_eval_example=tp.seconds_per_eval_example,
-            planned_runs=sizing.planned_runs,
-            estimated_seconds=sizing.estimated_seconds,
-        )
-    )
-    record = {
-        "minutes": config.time_budget,
-        "asked": {"steps": config.steps, "val_examples": config.val_examples, "lr_runs": config.lr_runs},
-        "chosen": {"steps": c.steps, "val_examples": c.val_examples, "lr_runs": c.lr_runs},
-        "seconds_per_step": round(tp.seconds_per_step, 4),
-        "seconds_per_eval_example": round(tp.seconds_per_eval_example, 4),
-        "planned_runs": sizing.planned_runs,
-    }
-    return replace(c, time_budget=None), record
 
 
 @contextlib.contextmanager

@@ -16,10 +16,17 @@ is probed or changed.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from loratune.errors import ConfigError
 from loratune.search.config import SearchConfig
+from loratune.search.events import BudgetSized, Log
+from loratune.search.staged import planned_variants
+
+if TYPE_CHECKING:
+    from loratune.search.run import SearchInputs
 
 PROBE_STEPS = 3
 PROBE_VAL = 8
@@ -95,3 +102,52 @@ def size(
             break
     runs = planned_runs(candidate, variants)
     return Sizing(candidate, runs, runs * run_seconds(tp, candidate, n_reference, n_val))
+
+
+def fit_to_budget(
+    config: SearchConfig, inputs: SearchInputs, log: Log, spent: float
+) -> tuple[SearchConfig, dict[str, Any]]:
+    """Probe this machine, then size ``config`` to end ``config.time_budget`` minutes after the search
+    started (``spent`` seconds ago). Returns the sized config (its time_budget cleared, so a resume runs
+    it as is) and the record of what was chosen (kept in search.json)."""
+    from loratune.search.run import staged_options
+
+    assert config.time_budget is not None
+    if inputs.runner is None:
+        raise ConfigError("--time-budget needs the model runner to measure", "drop --time-budget")
+    settings = config.train_settings(config.lr or inputs.recommended_lr, inputs.compute_dtype)
+    spec = inputs.baseline.adapter_spec(inputs.anatomy.num_layers)
+    t0 = time.perf_counter()
+    tp = probe(inputs.runner, spec, settings, inputs.train, list(inputs.val))
+    spent += time.perf_counter() - t0
+    variants = planned_variants(inputs.baseline, staged_options(config))
+    sizing = size(
+        config,
+        tp,
+        config.time_budget * 60 - spent,
+        variants=variants,
+        n_reference=len(inputs.reference),
+        n_val=len(inputs.val),
+    )
+    c = sizing.config
+    log(
+        BudgetSized(
+            minutes=config.time_budget,
+            steps=c.steps,
+            val_examples=c.val_examples,
+            lr_runs=c.lr_runs,
+            seconds_per_step=tp.seconds_per_step,
+            seconds_per_eval_example=tp.seconds_per_eval_example,
+            planned_runs=sizing.planned_runs,
+            estimated_seconds=sizing.estimated_seconds,
+        )
+    )
+    record = {
+        "minutes": config.time_budget,
+        "asked": {"steps": config.steps, "val_examples": config.val_examples, "lr_runs": config.lr_runs},
+        "chosen": {"steps": c.steps, "val_examples": c.val_examples, "lr_runs": c.lr_runs},
+        "seconds_per_step": round(tp.seconds_per_step, 4),
+        "seconds_per_eval_example": round(tp.seconds_per_eval_example, 4),
+        "planned_runs": sizing.planned_runs,
+    }
+    return replace(c, time_budget=None), record
