@@ -25,6 +25,7 @@ import platform
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -39,12 +40,15 @@ from loratune.search import (
     Variant,
     choose,
     default_storage,
-    fingerprint,
     optuna_search,
     score_variants,
+    study_fingerprint,
+    trial_code_hash,
     tune_lr,
 )
-from loratune.search.objective import RunnerObjective, settings_identity
+from loratune.search.config import content_digest
+from loratune.search.events import RunFinished, SearchEvent, StageStarted, VariantScored
+from loratune.search.objective import RunnerObjective
 from loratune.search.optuna_strategy import make_sampler_and_pruner
 from loratune.search.space import RunConfig
 
@@ -57,6 +61,32 @@ TOLERANCE = 0.01
 
 def log(msg: str) -> None:
     print(f"{time.strftime('%H:%M:%S')} {msg}", flush=True)
+
+
+def describe(event: SearchEvent) -> str | None:
+    """One log line per strategy event (None: not worth a line here)."""
+    if isinstance(event, StageStarted):
+        return f"stage {event.name}"
+    if isinstance(event, VariantScored):
+        label = event.variant.label()
+        if event.ppl is None:
+            return f"{label:40s} no finite result (diverged or failed at every LR)"
+        return f"{label:40s} ppl {event.ppl:.4f} at lr {event.learning_rate:g}"
+    if isinstance(event, RunFinished) and event.record.stage == "optuna" and event.record.variant is not None:
+        rec, label = event.record, event.record.variant.label()
+        return (
+            f"trial {rec.number:3d} {label:40s} lr {rec.learning_rate:<8g} {rec.state.lower():8s} ppl {rec.val_ppl:.4f}"
+        )
+    return None
+
+
+def strategy_log(prefix: str) -> Callable[[SearchEvent], None]:
+    def emit(event: SearchEvent) -> None:
+        line = describe(event)
+        if line is not None:
+            log(f"{prefix} {line}")
+
+    return emit
 
 
 def main() -> int:
@@ -73,12 +103,15 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "search_efficiency.json")
     args = ap.parse_args()
 
+    import optuna
+
     from loratune.models import load_anatomy, resolve_source
     from loratune.search.data import load_search_data
     from loratune.trial import TrainSettings, TrialRunner
 
     started = time.time()
     warnings.filterwarnings("ignore", category=FutureWarning)  # transformers' checkpointing renames
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # this script's own choice: one line per run
     settings = TrainSettings(
         learning_rate=args.lr,
         batch_size=args.batch_size,
@@ -88,20 +121,21 @@ def main() -> int:
         compute_dtype="bf16",
         seed=0,
     )
-    runner = TrialRunner(args.model, compute_dtype=settings.compute_dtype)
-    anatomy = load_anatomy(resolve_source(args.model))
+    source = resolve_source(args.model)
+    runner = TrialRunner(source, compute_dtype=settings.compute_dtype)
+    anatomy = load_anatomy(source)
     data = load_search_data("demo", runner.tokenizer, max_length=args.max_length, seed=0, val_examples=args.val)
     val = data.val
-    code = code_hash()
-    fp = fingerprint(
-        {
-            "code": code,
-            "model": args.model,
-            "data": data.path,
-            "n_train": len(data.train),
-            "val": args.val,
-            **settings_identity(settings),
-        }
+    code = trial_code_hash()
+    # the same fingerprint `loratune search` gives these runs (one function for both)
+    fp = study_fingerprint(
+        model=source.label,
+        data_digest=content_digest(data.path),
+        n_train=len(data.train),
+        n_val=len(val),
+        n_reference=len(data.reference),
+        settings=settings,
+        code=code,
     )
     plan = LRPlan(base_lr=args.lr, base_scaling=2.0, max_runs=args.lr_runs)
     # A result is only comparable with results of the same training code: each code version gets its own
@@ -161,7 +195,7 @@ def main() -> int:
             plan,
             opt,
             baseline=baseline,
-            log=lambda m, b=bname: log(f"[{b}/optuna] {m.strip()}"),
+            log=strategy_log(f"[{bname}/optuna]"),
         )
         log(f"{bname}/optuna: pick {out_optuna.choice.chosen.variant.label()} ppl {out_optuna.choice.chosen.ppl:.4f}")
         staged_opt = StagedOptions(min_r=min(RANKS), max_r=max(RANKS), module_sets=MODULES, tolerance=TOLERANCE)
@@ -170,7 +204,7 @@ def main() -> int:
             objective_for(f"{bname}/staged", None),
             plan,
             staged_opt,
-            log=lambda m, b=bname: log(f"[{b}/staged] {m.strip()}"),
+            log=strategy_log(f"[{bname}/staged]"),
         ).run(baseline)
         log(f"{bname}/staged: pick {out_staged.choice.chosen.variant.label()} ppl {out_staged.choice.chosen.ppl:.4f}")
         outcomes[bname] = {
@@ -253,19 +287,6 @@ def main() -> int:
     log(f"wrote {args.out}")
     print(json.dumps(result, indent=2))
     return 0
-
-
-def code_hash() -> str:
-    """Hash of the source that decides a run's numbers: the trial runner and the data pipeline."""
-    import hashlib
-
-    import loratune
-
-    root = Path(loratune.__file__).parent
-    h = hashlib.sha256()
-    for path in sorted([*root.glob("trial/*.py"), *root.glob("data/*.py"), root / "search" / "objective.py"]):
-        h.update(path.name.encode() + b"\0" + path.read_bytes())
-    return h.hexdigest()[:10]
 
 
 def _torch_threads() -> int:

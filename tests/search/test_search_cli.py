@@ -129,3 +129,36 @@ def test_kill9_mid_search_then_resume_loses_nothing_and_reruns_nothing(
     # --train-final trained the pick and saved it in PEFT's format
     assert json.loads((out / "adapter" / "adapter_config.json").read_text())["r"] == best["config"]["r"]
     assert best["final"]["steps"] == 2 and best["final"]["status"] == "ok"
+
+
+def test_val_data_is_the_validation_set_and_output_reads_in_a_pipe(
+    tmp_path: Path, tiny_model: Path, qa_file: Path
+) -> None:
+    from .tiny import make_qa_file
+
+    val = make_qa_file(tmp_path / "val.jsonl", n=6)
+    out = tmp_path / "run"
+    args = [
+        "search", str(tiny_model), "--data", str(qa_file), "--val-data", str(val), "--out", str(out),
+        "--steps", "2", "--batch-size", "2", "--lr-runs", "1", "--max-length", "64", "--val-examples", "4",
+        "--max-r", "4", "--modules", "attention", "--lr", "5e-3", "--export", "none", "--no-progress",
+        "--threads", "1",
+    ]  # fmt: skip
+    res = subprocess.run(
+        [sys.executable, str(DRIVER), *args],
+        env={**ENV, "COLUMNS": "80"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    text = res.stdout
+    assert "48 train / 4 val examples" in text  # nothing split off --data; 4 of the 6 validation rows
+    assert "\x1b[" not in text + res.stderr  # a pipe gets no colour codes
+    # the table fits the width; other lines are never cut (a path stays whole for copy and paste)
+    assert all(len(line) <= 80 for line in text.splitlines() if line[:1] in "┏┃┡│└")
+    assert f"see {out / 'best_config.json'}" in text
+    assert "left: ~" in text  # the estimated time left after the first trained run
+    saved = json.loads((out / "search.json").read_text())
+    assert saved["options"]["val_data"] == str(val) and saved["options"]["threads"] == 1
+    assert "storage_url" not in saved

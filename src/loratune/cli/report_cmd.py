@@ -1,4 +1,8 @@
-"""``loratune report STUDY``: every trial, the figures, the chosen config and why — one HTML file."""
+"""``loratune report STUDY``: every trial, the figures, the chosen config and why — one HTML file.
+
+The study is read from STUDY/study.db, opened read-only, or from ``--storage`` when given on the command
+line; a URL written in the folder's files is never followed.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from loratune.cli.common import console
 
@@ -23,6 +28,12 @@ def report(
     data = load_study(study, storage)
     written = write_report(data, out or study)
     if data.choice is not None:
-        console.print(f"[bold green]chosen:[/] {data.choice.chosen.variant.label()} — {data.choice.reason()}")
+        console.print(
+            f"[bold green]chosen:[/] {escape(data.choice.chosen.variant.label())} — {escape(data.choice.reason())}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    else:
+        console.print("no variant finished with a finite validation loss yet", highlight=False, soft_wrap=True)
     for p in written:
-        console.print(f"wrote {p}")
+        console.print(f"wrote {escape(str(p))}", highlight=False, soft_wrap=True)

@@ -133,7 +133,7 @@ def _trials_section(data: StudyData) -> list[str]:
         note = r.message if r is not None else ""
         if rec.cached_from is not None:
             note = f"same config as trial {rec.cached_from} (not trained again)" + (f"; {note}" if note else "")
-        est = r.extra.get("estimated_memory_bytes") if r is not None else None
+        est = r.estimated_memory_bytes if r is not None else None
         rows.append(
             f'<tr class="{cls}"><td>{rec.number}</td><td class="l">{_e(rec.stage)}</td>'
             f'<td class="l">{_e(rec.variant.label() if rec.variant else "—")}</td>'

@@ -1,55 +1,57 @@
-"""Read a study directory (``search.json``, the Optuna storage, ``best_config.json``) into plain data."""
+"""Read a study directory (``search.json``, the study, ``best_config.json``) into plain data.
+
+Reading changes nothing: the study is the folder's own ``study.db`` opened read-only (or the
+``--storage`` URL the user passed on the command line — never one found in a file), and a file that is
+not what search writes is a ConfigError naming it.
+"""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from loratune.errors import ConfigError
-from loratune.search.final import BEST_CONFIG, SEARCH_JSON
-from loratune.search.knee import Choice, VariantScore, choose, score_variants
-from loratune.search.study import SearchStudy, TrialRecord, default_storage
+from loratune.search.config import SearchConfig
+from loratune.search.knee import Choice, VariantScore, score_variants
+from loratune.search.run import choose_for
+from loratune.search.saved import BEST_CONFIG, SEARCH_JSON, STUDY_DB, read_best_config, read_search_json
+from loratune.search.study import TrialRecord, read_records_at, read_study_records
 
 
 @dataclass
 class StudyData:
     directory: Path
-    options: dict[str, Any]
+    options: dict[str, Any]  # the search's options (SearchConfig.to_dict()); empty without search.json
     records: list[TrialRecord]
     scores: list[VariantScore]
     choice: Choice | None
     best: dict[str, Any] = field(default_factory=dict)  # best_config.json (stages, config) when written
+    config: SearchConfig | None = None
 
 
 def load_study(directory: Path, storage: str | None = None) -> StudyData:
     directory = Path(directory)
     if not directory.is_dir():
         raise ConfigError(f"no study directory {directory}", "pass the --out directory of `loratune search`")
-    meta: dict[str, Any] = {}
-    if (directory / SEARCH_JSON).is_file():
-        meta = json.loads((directory / SEARCH_JSON).read_text())
-    url = storage or meta.get("storage_url") or default_storage(directory)
-    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).is_file():
-        raise ConfigError(
-            f"{directory} holds no study ({url[len('sqlite:///') :]} is missing)", "run `loratune search` first"
-        )
-    study = SearchStudy(url, fingerprint="", create=False, recover=False)
-    records = study.records()
+    config = read_search_json(directory / SEARCH_JSON).config if (directory / SEARCH_JSON).is_file() else None
+    if storage is not None and storage.startswith("sqlite:///") and "?" not in storage:
+        records = read_study_records(Path(storage[len("sqlite:///") :]))  # a local file: read-only too
+    elif storage is not None:
+        records = read_records_at(storage)
+    else:
+        db = directory / STUDY_DB
+        if not db.is_file():
+            raise ConfigError(f"{directory} holds no study ({db} is missing)", "run `loratune search` first")
+        records = read_study_records(db)
+    best = read_best_config(directory / BEST_CONFIG) if (directory / BEST_CONFIG).is_file() else {}
     scores = score_variants(r for r in records if r.result is not None)
-    options = meta.get("options", {})
-    best = json.loads((directory / BEST_CONFIG).read_text()) if (directory / BEST_CONFIG).is_file() else {}
     choice = None
     if scores:
-        # Recomputed from the trials, so a report of an unfinished (killed) search still names its knee.
+        # Recomputed from the trials with the search's own rule, so a report of an unfinished (killed)
+        # search still names its knee.
         try:
-            choice = choose(
-                scores,
-                cost=options.get("cost", "params"),
-                tolerance=options.get("tolerance", 0.01),
-                max_forgetting=options.get("max_forgetting"),
-            )
+            choice = choose_for(config or SearchConfig(model="?"), scores)
         except ConfigError:  # nothing meets --max-forgetting: the report still shows every trial
             choice = None
-    return StudyData(directory, options, records, scores, choice, best)
+    return StudyData(directory, config.to_dict() if config else {}, records, scores, choice, best, config)

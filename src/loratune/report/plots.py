@@ -120,7 +120,7 @@ def memory(records: list[TrialRecord]) -> bytes | None:
         r = rec.result
         if r is None or rec.cached_from is not None or not r.peak_memory_bytes:
             continue
-        est = r.extra.get("estimated_memory_bytes")
+        est = r.estimated_memory_bytes
         if est:
             pairs.append((est / 2**20, r.peak_memory_bytes / 2**20, rec))
     if not pairs:

@@ -9,11 +9,11 @@ from typing import Any
 
 from loratune.errors import ConfigError
 from loratune.paths import write_atomic
+from loratune.search.saved import BEST_CONFIG, SEARCH_JSON
 from loratune.search.staged import SearchOutcome
-from loratune.search.study import SearchStudy
+from loratune.search.study import SearchStudy, run_counts
 
-BEST_CONFIG = "best_config.json"
-SEARCH_JSON = "search.json"
+__all__ = ["BEST_CONFIG", "SEARCH_JSON", "best_config", "peft_config", "write_outputs"]
 
 
 def peft_config(anatomy: Any, variant: Any) -> dict[str, Any]:
@@ -35,7 +35,7 @@ def best_config(
     run_settings: dict[str, Any],
 ) -> dict[str, Any]:
     c = outcome.choice.chosen
-    finished = study.finished()
+    trained, cached = run_counts(study.finished())
     return {
         "model": model,
         "strategy": outcome.strategy,
@@ -46,8 +46,8 @@ def best_config(
         "choice": outcome.choice.to_dict(),
         "stages": [s.to_dict() for s in outcome.stages],
         "search": {
-            "runs_trained": sum(1 for r in finished if r.cached_study is None),
-            "runs_answered_from_cache": sum(1 for r in finished if r.cached_study is not None),
+            "runs_trained": trained,
+            "runs_answered_from_cache": cached,
             "tokens_trained": study.tokens(),
             "per_run_settings": run_settings,
         },

@@ -33,6 +33,11 @@ class VariantScore:
         return self.best.val_ppl
 
     @property
+    def runs_trained(self) -> int:
+        """Runs of this variant that trained (not those a resume or a repeat answered from the cache)."""
+        return sum(1 for r in self.runs if r.cached_study is None)
+
+    @property
     def learning_rate(self) -> float:
         return float(self.best.learning_rate or 0.0)
 
@@ -51,7 +56,7 @@ class VariantScore:
         if kind == "params":
             return float(r.trainable_params)
         if kind == "memory":
-            measured = r.peak_memory_bytes or r.extra.get("estimated_memory_bytes")
+            measured = r.peak_memory_bytes or r.estimated_memory_bytes
             return float(measured) if measured else math.inf
         if kind == "time":  # seconds per training token: equal budgets make it the run's speed
             return 1.0 / r.tokens_per_second if r.tokens_per_second else math.inf

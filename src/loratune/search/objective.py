@@ -50,24 +50,24 @@ class RunnerObjective:
             result: TrialResult = self.runner.run(
                 spec, settings, self.train, self.val, self.reference, on_eval=on_eval, progress=self.progress
             )
-        except LoratuneError as e:  # a config PEFT refuses, say: a finished, failed outcome
-            result = TrialResult(status="failed", message=e.one_line())
-        estimate = self.estimate_memory(spec, settings)
-        if estimate is not None:
-            result.extra["estimated_memory_bytes"] = estimate
+        except LoratuneError as e:
+            # A config PEFT or the target resolver refuses: a finished, failed outcome. The estimate would
+            # refuse the same spec for the same reason, so this run has none.
+            return TrialResult(status="failed", message=e.one_line())
+        if "warnings" in result.extra:  # the trial loop still files them under extra
+            result.warnings = [str(w) for w in result.extra.pop("warnings") or []]
+        result.estimated_memory_bytes = self.estimate_memory(spec, settings)
         return result
 
-    def estimate_memory(self, spec: Any, settings: TrainSettings) -> int | None:
-        try:
-            from loratune.budget.memory import MemorySettings, estimate_memory
+    def estimate_memory(self, spec: Any, settings: TrainSettings) -> int:
+        """The budget stage's peak-memory estimate of one step of this run (CPU, the run's dtype)."""
+        from loratune.budget.memory import MemorySettings, estimate_memory
 
-            ms = MemorySettings(
-                batch_size=settings.batch_size,
-                seq_len=self.seq_len,
-                dtype="bf16" if settings.compute_dtype == "bf16" else "fp32",
-                grad_checkpointing=settings.grad_checkpointing,
-                device="cpu",
-            )
-            return int(estimate_memory(self.anatomy, spec, ms).total_bytes)
-        except (ImportError, LoratuneError, TypeError, ValueError, AttributeError):
-            return None  # the estimate is a report nicety; a run never fails for it
+        ms = MemorySettings(
+            batch_size=settings.batch_size,
+            seq_len=self.seq_len,
+            dtype="bf16" if settings.compute_dtype == "bf16" else "fp32",
+            grad_checkpointing=settings.grad_checkpointing,
+            device="cpu",
+        )
+        return int(estimate_memory(self.anatomy, spec, ms).total_bytes)

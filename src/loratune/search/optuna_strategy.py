@@ -5,11 +5,12 @@ a run trains. The LR is sampled as a step on the ladder around each variant's sc
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from loratune.errors import ConfigError
+from loratune.search.events import Log, RunFinished, ignore
 from loratune.search.knee import choose, score_variants
 from loratune.search.lr import LRPlan
 from loratune.search.space import RunConfig, Variant
@@ -73,7 +74,7 @@ def optuna_search(
     plan: LRPlan,
     opt: OptunaOptions,
     baseline: Variant | None = None,
-    log: Callable[[str], None] = lambda _m: None,
+    log: Log = ignore,
 ) -> SearchOutcome:
     """Run until ``n_trials`` distinct runs finished in this study (resumed studies count what they hold)."""
     if baseline is not None and not study.records():
@@ -96,8 +97,9 @@ def optuna_search(
         trial = study.ask()
         asked += 1
         variant, lr = _suggest(trial, opt, plan)
+        started = time.perf_counter()
         rec = study.run(RunConfig(variant, lr, stage="optuna"), objective, trial=trial, prune=opt.pruner != "none")
-        log(f"  trial {rec.number:3d} {variant.label():40s} lr {lr:<8g} {rec.state.lower():8s} ppl {rec.val_ppl:.4f}")
+        log(RunFinished(rec, time.perf_counter() - started, max(0, opt.n_trials - distinct_done())))
     scores = score_variants(study.finished())
     choice = choose(scores, cost=opt.cost, tolerance=opt.tolerance, max_forgetting=opt.max_forgetting)
     tried = [s.variant for s in scores]

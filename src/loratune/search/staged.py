@@ -10,10 +10,12 @@ each variant's LR is tuned (``lr.tune_lr``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from loratune.search.events import Log, RunFinished, StageStarted, VariantScored, ignore
 from loratune.search.knee import Choice, VariantScore, choose, score_variants
 from loratune.search.lr import LRPlan, tune_lr
 from loratune.search.space import RunConfig, Variant
@@ -57,6 +59,17 @@ class SearchOutcome:
     choice: Choice
 
 
+def planned_variants(baseline: Variant, opt: StagedOptions) -> int:
+    """About how many distinct variants the staged plan evaluates from ``baseline`` (for the ETA and the
+    time budget): the baseline, up to two rank steps, the other alpha ratios, the other module sets, and
+    the optional DoRA / layers pairs. The rank stage may walk further and the re-check may add one."""
+    doublings = int(math.log2(opt.max_r / baseline.r)) if opt.max_r > baseline.r else 0
+    rank = min(doublings, 2) if doublings else int(baseline.r // 2 >= opt.min_r)
+    alphas = max(0, len(opt.alpha_ratios) - 1)
+    modules = len(dict.fromkeys([*opt.module_sets, baseline.modules])) - 1
+    return 1 + rank + alphas + modules + int(opt.try_dora) + int(opt.try_layers)
+
+
 class StagedSearch:
     def __init__(
         self,
@@ -64,12 +77,20 @@ class StagedSearch:
         objective: Objective,
         plan: LRPlan,
         options: StagedOptions | None = None,
-        log: Callable[[str], None] = lambda _m: None,
+        log: Log = ignore,
     ) -> None:
         self.study, self.objective, self.plan = study, objective, plan
         self.opt = options or StagedOptions()
         self.log = log
+        # Every variant evaluated, finite or not: a variant whose every run failed is remembered too, so
+        # a later stage that proposes it again asks nothing of the study.
         self._scores: dict[Variant, VariantScore] = {}
+        self._planned_runs = 0
+        self._requested = 0
+
+    def runs_left(self) -> int:
+        """The plan's estimate of the run requests still to come (at least one sweep until it ends)."""
+        return max(self._planned_runs - self._requested, self.plan.max_runs if self._planned_runs else 0)
 
     # One variant = a short LR sweep; each run goes through the study (cached, persisted).
     def evaluate(self, variant: Variant, stage: str) -> VariantScore:
@@ -77,17 +98,23 @@ class StagedSearch:
             return self._scores[variant]
 
         def loss_at(lr: float) -> float:
-            return self.study.run(RunConfig(variant, lr, stage=stage), self.objective).val_loss
+            started = time.perf_counter()
+            rec = self.study.run(RunConfig(variant, lr, stage=stage), self.objective)
+            self._requested += 1
+            self.log(RunFinished(rec, time.perf_counter() - started, self.runs_left()))
+            return rec.val_loss
 
         sweep = tune_lr(loss_at, self.plan, self.plan.center(variant))
         runs = [r for r in self.study.finished() if r.variant == variant]
         scored = score_variants(runs)
         if scored:
             self._scores[variant] = scored[0]
-            self.log(f"  {variant.label():40s} ppl {scored[0].ppl:.4f} at lr {sweep.best_lr:g}")
+            self.log(VariantScored(variant, scored[0].ppl, sweep.best_lr, stage))
             return scored[0]
-        self.log(f"  {variant.label():40s} no finite result (diverged or failed at every LR)")
-        return VariantScore(variant, runs[0], runs)  # tune_lr ran at least once, so runs is not empty
+        self.log(VariantScored(variant, None, None, stage))
+        failed = VariantScore(variant, runs[0], runs)  # tune_lr ran at least once, so runs is not empty
+        self._scores[variant] = failed
+        return failed
 
     def _pick(self, variants: list[Variant], stage: str, tolerance: float) -> Variant:
         scores = [self.evaluate(v, stage) for v in variants]
@@ -102,43 +129,45 @@ class StagedSearch:
     def run(self, baseline: Variant) -> SearchOutcome:
         o = self.opt
         stages: list[StageLog] = []
+        self._planned_runs = planned_variants(baseline, o) * self.plan.max_runs
 
-        self.log("stage baseline")
+        self.log(StageStarted("baseline"))
         self.evaluate(baseline, "baseline")
         stages.append(StageLog("baseline", [baseline], baseline, "the recommended configuration"))
 
-        self.log("stage rank")
+        self.log(StageStarted("rank"))
         current = self._rank_stage(baseline, "rank", stages)
 
-        self.log("stage alpha")
+        self.log(StageStarted("alpha"))
         alphas = [current.with_(alpha=float(current.r * a)) for a in o.alpha_ratios]
         # alpha costs nothing (same params): take the best perplexity.
         winner = self._pick(alphas, "alpha", tolerance=0.0)
         stages.append(StageLog("alpha", alphas, winner, "alpha = r, 2r, 4r at the chosen rank; LR tuned for each"))
         current = winner
 
-        self.log("stage modules")
+        self.log(StageStarted("modules"))
         sets = list(dict.fromkeys([*o.module_sets, baseline.modules]))
         mods = [current.with_(modules=m) for m in sets]
         winner = self._pick(mods, "modules", tolerance=o.tolerance)
         stages.append(StageLog("modules", mods, winner, f"the cheapest within {o.tolerance:.1%} of the best"))
         if winner.modules != current.modules and winner.r // 2 >= o.min_r:
-            self.log("stage rank (again, with the new modules)")
+            self.log(StageStarted("rank (again, with the new modules)"))
             current = self._rank_stage(winner, "rank-2", stages, down_only=True)
         else:
             current = winner
 
         if o.try_dora:
-            self.log("stage dora")
+            self.log(StageStarted("dora"))
             pair = [current, current.with_(method="dora")]
             current = self._pick(pair, "dora", tolerance=o.tolerance)
             stages.append(StageLog("dora", pair, current, "DoRA adds a magnitude vector per matrix"))
         if o.try_layers:
-            self.log("stage layers")
+            self.log(StageStarted("layers"))
             pair = [current, current.with_(layers="top-half")]
             current = self._pick(pair, "layers", tolerance=o.tolerance)
             stages.append(StageLog("layers", pair, current, "adapting only the top half of the layers"))
 
+        self._planned_runs = 0  # the plan is walked: nothing left to run
         all_scores = [s for s in self._scores.values() if s.best.result is not None and s.ppl < float("inf")]
         choice = choose(all_scores, cost=o.cost, tolerance=o.tolerance, max_forgetting=o.max_forgetting)
         stages.append(StageLog("final", [s.variant for s in all_scores], choice.chosen.variant, choice.reason()))

@@ -82,6 +82,12 @@ class TrialRecord:
         }
 
 
+def run_counts(records: list[TrialRecord]) -> tuple[int, int]:
+    """(trained, answered from the cache) among finished records: a cache answer has ``cached_study``."""
+    trained = sum(1 for r in records if r.cached_study is None)
+    return trained, len(records) - trained
+
+
 def default_storage(out_dir: Path) -> str:
     return f"sqlite:///{(out_dir / 'study.db').resolve()}"
 
@@ -119,10 +125,9 @@ class SearchStudy:
     ) -> None:
         import optuna
 
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.fingerprint = fingerprint
         self._storage = make_storage(storage)
-        if not create and name not in [s.study_name for s in optuna.get_all_study_summaries(self._storage)]:
+        if not create and name not in _study_names(self._storage):
             raise ConfigError(f"no study named {name!r} in {storage}", "check the path or --storage URL")
         self.study = optuna.create_study(
             storage=self._storage,
@@ -133,7 +138,7 @@ class SearchStudy:
             load_if_exists=True,
         )
         stored = self.study.user_attrs.get("fingerprint")
-        if stored is None:
+        if stored is None and fingerprint:
             self.study.set_user_attr("fingerprint", fingerprint)
         elif fingerprint and stored != fingerprint:
             raise ConfigError(
@@ -227,8 +232,7 @@ class SearchStudy:
             trial.set_user_attr("cached_from", hit.number)
             trial.set_user_attr("cached_study", "self" if mine else "other")
             trial.set_user_attr("result", hit_result.to_dict())
-            self._tell(trial, hit_result)
-            return _record(self.study._storage.get_trial(trial._trial_id))
+            return _record(self._tell(trial, hit_result))
 
         def on_eval(step: int, val_loss: float) -> bool:
             if not prune or not math.isfinite(val_loss):
@@ -244,21 +248,72 @@ class SearchStudy:
             self.study.tell(trial, state=TrialState.FAIL)
             raise
         trial.set_user_attr("result", result.to_dict())
-        self._tell(trial, result)
-        rec = _record(self.study._storage.get_trial(trial._trial_id))
+        rec = _record(self._tell(trial, result))
         self._cache[key] = rec
         return rec
 
-    def _tell(self, trial: optuna.trial.Trial, result: TrialResult) -> None:
+    def _tell(self, trial: optuna.trial.Trial, result: TrialResult) -> optuna.trial.FrozenTrial:
+        """Finish the trial; Optuna's ``tell`` returns it as stored (a deep-copied ``FrozenTrial``)."""
         from optuna.trial import TrialState
 
         loss = result.val_loss_after
         if result.status == "ok" and loss is not None and math.isfinite(loss):
-            self.study.tell(trial, loss)
-        elif result.status == "pruned":
-            self.study.tell(trial, state=TrialState.PRUNED)
-        else:  # diverged or failed: a real, finished outcome that the sampler must not model
-            self.study.tell(trial, state=TrialState.FAIL)
+            return self.study.tell(trial, loss)
+        if result.status == "pruned":
+            return self.study.tell(trial, state=TrialState.PRUNED)
+        # diverged or failed: a real, finished outcome that the sampler must not model
+        return self.study.tell(trial, state=TrialState.FAIL)
+
+
+def _study_names(storage: Any) -> list[str]:
+    import optuna
+
+    return [s.study_name for s in optuna.get_all_study_summaries(storage)]
+
+
+def read_study_records(path: Path, *, name: str = STUDY_NAME) -> list[TrialRecord]:
+    """Every trial of the study in the SQLite file ``path``, opened read-only: nothing is written to it,
+    not even Optuna's schema (a reader must not turn a stray or empty file into a study).
+
+    Raises ConfigError "not a loratune study" for a missing, empty or non-SQLite file, or one without a
+    loratune study in it."""
+    from urllib.parse import quote
+
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            head = f.read(16)
+    except OSError as e:
+        raise ConfigError(f"{path} is not a loratune study ({type(e).__name__})", _READ_HINT) from None
+    if head != b"SQLite format 3\x00":
+        raise ConfigError(f"{path} is not a loratune study (not an SQLite database)", _READ_HINT)
+    # SQLite's URI form: mode=ro opens read-only (a write, Optuna's CREATE TABLE included, then fails).
+    return read_records_at(f"sqlite:///file:{quote(str(path.resolve()))}?mode=ro&uri=true", name=name, what=str(path))
+
+
+def read_records_at(url: str, *, name: str = STUDY_NAME, what: str | None = None) -> list[TrialRecord]:
+    """Every trial of the study ``name`` at an Optuna RDB URL, without creating tables, a study or an
+    attribute: a reader changes nothing in the storage it reads."""
+    import sqlite3
+
+    import optuna
+    from sqlalchemy.exc import SQLAlchemyError
+
+    what = what or url
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            storage = optuna.storages.RDBStorage(url, skip_table_creation=True)
+            if name not in _study_names(storage):
+                raise ConfigError(f"{what} is not a loratune study (no study named {name!r})", _READ_HINT)
+            study = optuna.load_study(study_name=name, storage=storage)
+            return [_record(t) for t in study.get_trials(deepcopy=False)]
+    except (sqlite3.Error, SQLAlchemyError, optuna.exceptions.OptunaError, RuntimeError, ImportError) as e:
+        # RuntimeError: Optuna's schema-version check; ImportError: no driver for the URL
+        raise ConfigError(f"{what} is not a loratune study ({type(e).__name__})", _READ_HINT) from None
+
+
+_READ_HINT = "pass the --out directory of `loratune search` (and --storage URL when it used one)"
 
 
 def _pruned(rec: TrialRecord) -> bool:

@@ -11,6 +11,7 @@ from loratune.errors import ConfigError
 SCHEDULERS = ("cosine", "linear", "constant")
 COMPUTE_DTYPES = ("bf16", "fp32")
 STATUSES = ("ok", "diverged", "pruned", "failed")
+LEGACY_EXTRA = ("estimated_memory_bytes", "warnings")  # typed fields once kept in TrialResult.extra
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,11 @@ class TrialResult:
     loss_curve: list[tuple[int, float]] = field(default_factory=list)
     val_curve: list[tuple[int, float]] = field(default_factory=list)
     adapter_dir: str | None = None
+    # The memory estimate (budget.memory) for this run, set by the search: the report sets it against
+    # peak_memory_bytes. None when nothing estimated it.
+    estimated_memory_bytes: int | None = None
+    # What building the adapter warned about (e.g. a suffix matching more than intended), one line each.
+    warnings: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -119,6 +125,15 @@ class TrialResult:
     def from_dict(cls, data: dict[str, Any]) -> TrialResult:
         known = {f.name for f in fields(cls)}
         kw = {k: v for k, v in data.items() if k in known}
+        # Records written before these were typed fields kept them in ``extra`` (study.db files on disk).
+        extra = dict(kw.get("extra") or {})
+        for name in LEGACY_EXTRA:
+            if name in extra:
+                legacy = extra.pop(name)
+                if kw.get(name) in (None, []):
+                    kw[name] = legacy
+        kw["extra"] = extra
+        kw["warnings"] = [str(w) for w in kw.get("warnings") or []]
         kw["loss_curve"] = [(int(s), float(v) if v is not None else math.nan) for s, v in data.get("loss_curve", [])]
         kw["val_curve"] = [(int(s), float(v) if v is not None else math.nan) for s, v in data.get("val_curve", [])]
         if kw.get("status", "ok") not in STATUSES:

@@ -1,0 +1,390 @@
+"""A whole search as one library call: ``run_search(SearchConfig(...), out) -> SearchResult``.
+
+setup (model, data, recommendation) → fingerprint → study → strategy (staged or optuna) → knee →
+``best_config.json`` + exports → optionally the final adapter. The CLI, the bench and the tests call
+this; what happens along the way reaches the caller as typed events (``search.events``) through ``log``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from loratune.errors import ConfigError
+from loratune.search.config import (
+    RANKS,
+    SearchConfig,
+    content_digest,
+    study_fingerprint,
+    trial_code_hash,
+)
+from loratune.search.events import (
+    EtaClock,
+    FinalTraining,
+    Log,
+    RunFinished,
+    RunStarted,
+    SearchEvent,
+    SearchStarted,
+    TrialsRecovered,
+    ignore,
+)
+from loratune.search.knee import Choice, VariantScore, choose, score_variants
+from loratune.search.saved import SEARCH_JSON, SavedSearch, read_search_json, write_search_json
+from loratune.search.space import RunConfig, Variant
+from loratune.search.staged import SearchOutcome, StagedOptions, planned_variants
+from loratune.search.study import Objective, SearchStudy, default_storage, run_counts
+from loratune.trial.types import TrainSettings, TrialResult
+
+__all__ = [
+    "SearchConfig",
+    "SearchInputs",
+    "SearchResult",
+    "choose_for",
+    "load_inputs",
+    "run_counts",
+    "run_search",
+    "staged_options",
+    "optuna_options",
+    "study_fingerprint",
+    "trial_code_hash",
+]
+
+
+@dataclass
+class SearchInputs:
+    """What a search runs on, loaded once: the model (anatomy + runner), tokenized data, the advice.
+    ``runner`` may be None when the caller brings its own objective (tests); then nothing trains here."""
+
+    model: str  # the source's label (part of the fingerprint)
+    anatomy: Any
+    train: Sequence[Any]
+    val: Sequence[Any]
+    reference: Sequence[Any]
+    data_digest: str
+    baseline: Variant
+    recommended_lr: float
+    recommendation: dict[str, Any] = field(default_factory=dict)
+    runner: Any = None
+    compute_dtype: str = "bf16"
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """What a search found and left behind."""
+
+    config: SearchConfig  # as run (after --time-budget sized it)
+    outcome: SearchOutcome  # the strategy, its stages and the knee's choice
+    scores: list[VariantScore]  # every variant of the study at its best LR
+    runs_trained: int  # runs that trained (the study's, over every sitting)
+    runs_from_cache: int  # run requests answered by an identical earlier run
+    tokens: int  # training tokens of the trained runs
+    best: dict[str, Any]  # best_config.json
+    written: tuple[Path, ...]
+    seconds: float
+    final: TrialResult | None = None
+
+    @property
+    def choice(self) -> Choice:
+        return self.outcome.choice
+
+
+def choose_for(config: SearchConfig, scores: list[VariantScore]) -> Choice:
+    """The knee with this search's rule (cost, tolerance, max forgetting): the search and the report both
+    pick through here."""
+    return choose(scores, cost=config.cost, tolerance=config.tolerance, max_forgetting=config.max_forgetting)
+
+
+def staged_options(config: SearchConfig) -> StagedOptions:
+    return StagedOptions(
+        max_r=config.max_r,
+        module_sets=config.module_sets,
+        try_dora=config.try_dora,
+        try_layers=config.try_layers,
+        cost=config.cost,
+        tolerance=config.tolerance,
+        max_forgetting=config.max_forgetting,
+    )
+
+
+def optuna_options(config: SearchConfig) -> Any:
+    from loratune.search.optuna_strategy import OptunaOptions
+
+    half = (config.lr_runs - 1) // 2
+    return OptunaOptions(
+        n_trials=config.trials,
+        ranks=tuple(r for r in RANKS if r <= config.max_r),
+        module_sets=config.module_sets,
+        try_dora=config.try_dora,
+        pruner=config.pruner,
+        seed=config.seed,
+        cost=config.cost,
+        tolerance=config.tolerance,
+        max_forgetting=config.max_forgetting,
+        # the same LR candidates the staged sweep walks: center and the next ladder step(s)
+        lr_steps=(-half, config.lr_runs - 1 - half),
+    )
+
+
+def load_inputs(config: SearchConfig, *, log: Log = ignore) -> SearchInputs:
+    """Resolve the model, load it once, tokenize the data and ask the advice stage for the baseline."""
+    from loratune.models import load_anatomy, resolve_source
+    from loratune.search.baseline import recommended_baseline
+    from loratune.search.data import load_search_data
+    from loratune.search.events import ModelLoading
+    from loratune.trial import TrialRunner
+
+    source = resolve_source(config.model)
+    anatomy = load_anatomy(source)
+    log(ModelLoading(source.label))
+    runner = TrialRunner(source)
+    data = load_search_data(
+        config.data,
+        runner.tokenizer,
+        max_length=config.max_length,
+        seed=config.seed,
+        val_examples=config.val_examples,
+        reference=config.reference,
+        val_data=config.val_data,
+    )
+    baseline, rec_lr, rec = recommended_baseline(anatomy, len(data.train), config.task)
+    digest = content_digest(data.path)
+    if data.val_path is not None:
+        digest += "+" + content_digest(data.val_path)
+    return SearchInputs(
+        model=source.label,
+        anatomy=anatomy,
+        train=data.train,
+        val=data.val,
+        reference=data.reference,
+        data_digest=digest,
+        baseline=baseline,
+        recommended_lr=rec_lr,
+        recommendation=rec,
+        runner=runner,
+        compute_dtype=runner.compute_dtype,
+    )
+
+
+def run_search(
+    config: SearchConfig,
+    out: Path,
+    *,
+    log: Log = ignore,
+    storage: str | None = None,
+    progress: bool = False,
+    inputs: SearchInputs | None = None,
+    objective: Objective | None = None,
+    quiet_optuna: bool = True,
+) -> SearchResult:
+    """Run the search ``config`` describes, persisted in ``out`` (``out/study.db`` unless ``storage``).
+
+    A second call with the same config and folder continues the study: finished runs are answered from
+    it, never trained again. ``inputs``/``objective`` replace the loaded model and the real trials (tests,
+    other back ends); ``progress`` shows the trial loop's step bar; ``quiet_optuna`` keeps Optuna's own
+    log at warnings for the duration of the call."""
+    started = time.perf_counter()
+    out = Path(out)
+    with _threads(config.threads), _optuna_verbosity(quiet_optuna):
+        inputs = inputs or load_inputs(config, log=log)
+        sized: dict[str, Any] | None = None
+        if config.time_budget is not None:
+            from loratune.search.timebudget import fit_to_budget
+
+            config, sized = fit_to_budget(config, inputs, log, time.perf_counter() - started)
+        base_lr = config.lr or inputs.recommended_lr
+        settings = config.train_settings(base_lr, inputs.compute_dtype)
+        val, ref = list(inputs.val)[: config.val_examples], list(inputs.reference)
+        fp = study_fingerprint(
+            model=inputs.model,
+            data_digest=inputs.data_digest,
+            n_train=len(inputs.train),
+            n_val=len(val),
+            n_reference=len(ref),
+            settings=settings,
+        )
+        study = _open_study(config, out, storage, fp)
+        if sized is None and (out / SEARCH_JSON).is_file():  # a resume keeps what the budget chose
+            sized = read_search_json(out / SEARCH_JSON).sized_by_budget
+        saved = SavedSearch(replace(config, time_budget=None), fp, storage is not None, sized)
+        write_search_json(out, saved)
+        if study.recovered:
+            log(TrialsRecovered(tuple(study.recovered)))
+        log(
+            SearchStarted(
+                strategy=config.strategy,
+                model=inputs.model,
+                n_train=len(inputs.train),
+                n_val=len(val),
+                n_reference=len(ref),
+                steps=config.steps,
+                batch_size=config.batch_size,
+                baseline=inputs.baseline,
+                base_lr=base_lr,
+                finished_before=len(study.finished()),
+            )
+        )
+        if objective is None:
+            if inputs.runner is None:
+                raise ConfigError("a search without a model runner needs an objective", "pass objective=...")
+            from loratune.search.objective import RunnerObjective
+
+            objective = RunnerObjective(
+                inputs.runner, inputs.anatomy, settings, inputs.train, val, ref, progress=progress
+            )
+        outcome = _run_strategy(config, study, _Tracked(objective, log), inputs.baseline, base_lr, log)
+
+        finished = study.finished()
+        scores = score_variants(finished)
+        trained, cached = run_counts(finished)
+        from loratune.search.final import best_config, write_outputs
+
+        best = best_config(
+            outcome,
+            study,
+            inputs.anatomy,
+            inputs.model,
+            dict(inputs.recommendation.get("training") or {}),
+            replace(settings, eval_every=None).to_dict(),
+        )
+        written = write_outputs(out, best, config.exports)
+        final = None
+        if config.train_final:
+            final = _train_final(config, inputs, settings, outcome, out, ref, progress, log)
+            best["final"] = final.to_dict()
+            write_outputs(out, best, [])
+        return SearchResult(
+            config=config,
+            outcome=outcome,
+            scores=scores,
+            runs_trained=trained,
+            runs_from_cache=cached,
+            tokens=study.tokens(),
+            best=best,
+            written=tuple(written),
+            seconds=time.perf_counter() - started,
+            final=final,
+        )
+
+
+def _open_study(config: SearchConfig, out: Path, storage: str | None, fp: str) -> SearchStudy:
+    out.mkdir(parents=True, exist_ok=True)
+    sampler = pruner = None
+    if config.strategy == "optuna":
+        from loratune.search.optuna_strategy import make_sampler_and_pruner
+
+        sampler, pruner = make_sampler_and_pruner(optuna_options(config), min_resource=max(1, config.steps // 2))
+    return SearchStudy(storage or default_storage(out), fingerprint=fp, sampler=sampler, pruner=pruner)
+
+
+def _run_strategy(
+    config: SearchConfig, study: SearchStudy, objective: Objective, baseline: Variant, base_lr: float, log: Log
+) -> SearchOutcome:
+    from loratune.search.baseline import plan_for
+
+    plan = plan_for(baseline, base_lr, config.lr_runs)
+    clock = EtaClock()
+
+    def relay(event: SearchEvent) -> None:
+        log(event)
+        if isinstance(event, RunFinished):
+            eta = clock.finished(event)
+            if eta is not None:
+                log(eta)
+            if isinstance(objective, _Tracked):
+                objective.runs_left = event.runs_left
+
+    if isinstance(objective, _Tracked):  # the plan's size until the strategy reports its own estimate
+        done = sum(1 for r in study.finished() if r.cached_study != "self")
+        planned = planned_variants(baseline, staged_options(config)) * config.lr_runs
+        objective.runs_left = max(0, config.trials - done) if config.strategy == "optuna" else planned
+    if config.strategy == "staged":
+        from loratune.search.staged import StagedSearch
+
+        return StagedSearch(study, objective, plan, staged_options(config), log=relay).run(baseline)
+    from loratune.search.optuna_strategy import optuna_search
+
+    return optuna_search(study, objective, plan, optuna_options(config), baseline=baseline, log=relay)
+
+
+class _Tracked:
+    """The objective, announcing each run it trains (cache answers never reach it) with a count."""
+
+    def __init__(self, inner: Objective, log: Log) -> None:
+        self.inner, self.log = inner, log
+        self.index = 0
+        self.runs_left: int | None = None
+
+    def __call__(self, config: RunConfig, on_eval: Any) -> TrialResult:
+        self.index += 1
+        total = self.index - 1 + self.runs_left if self.runs_left is not None else None
+        self.log(RunStarted(config, self.index, total))
+        return self.inner(config, on_eval)
+
+
+def _train_final(
+    config: SearchConfig,
+    inputs: SearchInputs,
+    settings: TrainSettings,
+    outcome: SearchOutcome,
+    out: Path,
+    ref: list[Any],
+    progress: bool,
+    log: Log,
+) -> TrialResult:
+    if inputs.runner is None:
+        raise ConfigError("--train-final needs the model runner", "call run_search without inputs=")
+    final = replace(
+        settings,
+        learning_rate=outcome.choice.chosen.learning_rate,
+        max_steps=config.final_steps,
+        epochs=1.0,
+        eval_every=None,
+    )
+    log(FinalTraining(config.final_steps))
+    spec = outcome.choice.chosen.variant.adapter_spec(inputs.anatomy.num_layers)
+    result: TrialResult = inputs.runner.run(
+        spec, final, inputs.train, list(inputs.val)[: config.val_examples], ref, save_dir=out / "adapter",
+        progress=progress,
+    )  # fmt: skip
+    return result
+
+
+@contextlib.contextmanager
+def _threads(n: int | None) -> Iterator[None]:
+    """``threads`` for the duration of the call. The trial code (trial/speed.py) reads its thread count
+    from LORATUNE_THREADS and takes no argument yet, so the value is handed over there — and the previous
+    value put back afterwards: no process-wide setting outlives the call."""
+    if n is None:
+        yield
+        return
+    before = os.environ.get("LORATUNE_THREADS")
+    os.environ["LORATUNE_THREADS"] = str(n)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("LORATUNE_THREADS", None)
+        else:
+            os.environ["LORATUNE_THREADS"] = before
+
+
+@contextlib.contextmanager
+def _optuna_verbosity(quiet: bool) -> Iterator[None]:
+    """Optuna logs each created study and trial at INFO; quiet keeps warnings only, for this call."""
+    if not quiet:
+        yield
+        return
+    import optuna
+
+    before = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(before)

@@ -1,0 +1,153 @@
+"""``--time-budget MINUTES``: size a search to end in about that long on this machine.
+
+A short probe run (a few steps of the baseline, a few validation examples, not recorded) measures
+seconds per optimizer step and per evaluated example. A run then costs
+
+    overhead + steps · s_step + evals · (val_examples + reference) · s_eval
+
+with ``evals`` = 2 (before and after) plus the mid-run evaluations a pruner asks for, and the search
+about ``planned runs`` of them (staged: ``planned_variants × lr_runs``; optuna: ``trials``). Knobs are
+given up in this order until the estimate fits: steps (down to 10), validation examples (to 32, then
+16, steps again down to 10 at each), the LR sweep (to 1 run per variant), steps (to 4), validation
+examples (to 8), steps (to 1). Nothing is ever raised above what was asked. Without the option nothing
+is probed or changed.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from loratune.errors import ConfigError
+from loratune.search.config import SearchConfig
+from loratune.search.events import BudgetSized, Log
+from loratune.search.staged import planned_variants
+
+if TYPE_CHECKING:
+    from loratune.search.run import SearchInputs
+
+PROBE_STEPS = 3
+PROBE_VAL = 8
+
+
+@dataclass(frozen=True)
+class Throughput:
+    seconds_per_step: float
+    seconds_per_eval_example: float
+    overhead_seconds: float = 0.0  # per run: building the adapter, cleanup
+
+
+@dataclass(frozen=True)
+class Sizing:
+    config: SearchConfig
+    planned_runs: int
+    estimated_seconds: float
+
+
+def probe(runner: Any, spec: Any, settings: Any, train: Any, val: Any) -> Throughput:
+    """Time a ``PROBE_STEPS``-step run of ``spec`` (first ``PROBE_VAL`` validation examples, no reference).
+    The first steps are the slowest (allocation, kernel choice), so the estimate errs long."""
+    from dataclasses import replace as with_
+
+    short = with_(settings, max_steps=PROBE_STEPS, eval_every=None)
+    res = runner.run(spec, short, train, val[:PROBE_VAL], None, progress=False, measure_memory=False)
+    steps = max(1, res.steps or PROBE_STEPS)
+    train_s = float(res.extra.get("train_seconds", res.wall_seconds))
+    eval_s = float(res.extra.get("eval_seconds", 0.0))
+    evaluated = 2 * min(PROBE_VAL, len(val))
+    overhead = max(0.0, res.wall_seconds - train_s - eval_s)
+    return Throughput(train_s / steps, eval_s / evaluated if evaluated else 0.0, overhead)
+
+
+def _fixed_seconds(tp: Throughput, config: SearchConfig, n_reference: int, n_val: int | None = None) -> float:
+    """A run's cost besides its training steps: overhead and evaluations (a pruner's midway ones too).
+    ``n_val``: the validation examples there are (the data may hold fewer than ``val_examples``)."""
+    evals = 2 + (config.steps // config.eval_every - 1 if config.eval_every else 0)
+    val = min(config.val_examples, n_val) if n_val is not None else config.val_examples
+    return tp.overhead_seconds + evals * (val + n_reference) * tp.seconds_per_eval_example
+
+
+def run_seconds(tp: Throughput, config: SearchConfig, n_reference: int, n_val: int | None = None) -> float:
+    return _fixed_seconds(tp, config, n_reference, n_val) + config.steps * tp.seconds_per_step
+
+
+def planned_runs(config: SearchConfig, variants: int) -> int:
+    return config.trials if config.strategy == "optuna" else variants * config.lr_runs
+
+
+def size(
+    config: SearchConfig, tp: Throughput, seconds: float, *, variants: int, n_reference: int, n_val: int | None = None
+) -> Sizing:
+    """The largest config (by the order in the module doc) whose estimate fits in ``seconds``."""
+    ladder = [
+        (config.val_examples, config.lr_runs, min(config.steps, 10)),
+        (min(config.val_examples, 32), config.lr_runs, min(config.steps, 10)),
+        (min(config.val_examples, 16), config.lr_runs, min(config.steps, 10)),
+        (min(config.val_examples, 16), 1, min(config.steps, 10)),
+        (min(config.val_examples, 16), 1, min(config.steps, 4)),
+        (min(config.val_examples, 8), 1, 1),
+    ]
+    candidate = config
+    for val, lr_runs, min_steps in ladder:
+        trial = replace(config, val_examples=val, lr_runs=lr_runs)
+        runs = planned_runs(trial, variants)
+        per_run_budget = seconds / runs
+        fixed = _fixed_seconds(tp, trial, n_reference, n_val)
+        fit = math.floor((per_run_budget - fixed) / tp.seconds_per_step) if tp.seconds_per_step > 0 else config.steps
+        steps = min(config.steps, fit)
+        candidate = replace(trial, steps=max(1, steps))
+        if steps >= min_steps:
+            break
+    runs = planned_runs(candidate, variants)
+    return Sizing(candidate, runs, runs * run_seconds(tp, candidate, n_reference, n_val))
+
+
+def fit_to_budget(
+    config: SearchConfig, inputs: SearchInputs, log: Log, spent: float
+) -> tuple[SearchConfig, dict[str, Any]]:
+    """Probe this machine, then size ``config`` to end ``config.time_budget`` minutes after the search
+    started (``spent`` seconds ago). Returns the sized config (its time_budget cleared, so a resume runs
+    it as is) and the record of what was chosen (kept in search.json)."""
+    from loratune.search.run import staged_options
+
+    assert config.time_budget is not None
+    if inputs.runner is None:
+        raise ConfigError("--time-budget needs the model runner to measure", "drop --time-budget")
+    settings = config.train_settings(config.lr or inputs.recommended_lr, inputs.compute_dtype)
+    spec = inputs.baseline.adapter_spec(inputs.anatomy.num_layers)
+    t0 = time.perf_counter()
+    tp = probe(inputs.runner, spec, settings, inputs.train, list(inputs.val))
+    spent += time.perf_counter() - t0
+    variants = planned_variants(inputs.baseline, staged_options(config))
+    sizing = size(
+        config,
+        tp,
+        config.time_budget * 60 - spent,
+        variants=variants,
+        n_reference=len(inputs.reference),
+        n_val=len(inputs.val),
+    )
+    c = sizing.config
+    log(
+        BudgetSized(
+            minutes=config.time_budget,
+            steps=c.steps,
+            val_examples=c.val_examples,
+            lr_runs=c.lr_runs,
+            seconds_per_step=tp.seconds_per_step,
+            seconds_per_eval_example=tp.seconds_per_eval_example,
+            planned_runs=sizing.planned_runs,
+            estimated_seconds=sizing.estimated_seconds,
+        )
+    )
+    record = {
+        "minutes": config.time_budget,
+        "asked": {"steps": config.steps, "val_examples": config.val_examples, "lr_runs": config.lr_runs},
+        "chosen": {"steps": c.steps, "val_examples": c.val_examples, "lr_runs": c.lr_runs},
+        "seconds_per_step": round(tp.seconds_per_step, 4),
+        "seconds_per_eval_example": round(tp.seconds_per_eval_example, 4),
+        "planned_runs": sizing.planned_runs,
+    }
+    return replace(c, time_budget=None), record
