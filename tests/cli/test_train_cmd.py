@@ -21,6 +21,7 @@ class Result:
 def run(capsys, monkeypatch):
     """Run ``loratune ARGS`` in this process through the app's own main() (so exit codes are real)."""
     from loratune.cli import app as cli
+
     monkeypatch.setenv("COLUMNS", "200")
     monkeypatch.setenv("LORATUNE_THREADS", "1")
 

@@ -66,7 +66,6 @@ def _rel(a, b):
     return ((a.float() - b.float()).norm() / b.float().norm()).item()
 
 
-
 def test_bf16_base_with_fp32_lora_and_dropout_matches_peft_under_autocast():
     # The trial's default: bf16 frozen base, fp32 LoRA (get_peft_model's autocast_adapter_dtype),
     # dropout on. FastDropout on PEFT's side draws the very masks the fused layer draws (same

@@ -69,6 +69,10 @@ def _abort_types() -> tuple[type[BaseException], ...]:
     return tuple(types)
 
 
+def _interrupt_types() -> tuple[type[BaseException], ...]:
+    return (KeyboardInterrupt, *_abort_types())
+
+
 def run(argv: list[str] | None = None) -> int:
     """Run one command line and return its exit code (what ``main`` exits with; tests call this)."""
     reset()
@@ -82,7 +86,7 @@ def run(argv: list[str] | None = None) -> int:
         return int(getattr(e, "exit_code", EXIT_USAGE))
     except typer.Exit as e:
         return int(e.exit_code)
-    except (KeyboardInterrupt, *_abort_types()):
+    except _interrupt_types():
         return _interrupted()
     # typer turns Ctrl-C into Exit(130) and returns the code when not standalone
     if rc == EXIT_INTERRUPTED:

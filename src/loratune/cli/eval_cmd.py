@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -146,7 +146,7 @@ def _clip(text: str, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _with_adapter(base: object, adapter: Path) -> object:
+def _with_adapter(base: Any, adapter: Path) -> Any:
     from peft import PeftModel
 
     return PeftModel.from_pretrained(base, str(adapter), is_trainable=False)

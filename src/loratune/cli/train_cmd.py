@@ -166,7 +166,7 @@ def train(
         print_json(result.to_dict())
     else:
         _print_result(result)
-        warn_lines(result.extra.get("warnings", []))
+        warn_lines(result.warnings)
     if result.status in ("diverged", "failed"):
         raise typer.Exit(1)
 

@@ -111,8 +111,9 @@ def dense_copy_of_gguf(gguf: Path, name: str) -> Path:
     model.config.quantization_config = None
     if hasattr(model.config, "__dict__"):
         model.config.__dict__.pop("quantization_config", None)
-    model.hf_quantizer = None
-    model.is_quantized = False
+    loaded: Any = model  # attributes transformers' stubs type as modules
+    loaded.hf_quantizer = None
+    loaded.is_quantized = False
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{name}-"))
     model.save_pretrained(tmp, safe_serialization=True)
     tok.save_pretrained(tmp)
@@ -135,8 +136,11 @@ def load_model(
     path = weights_dir(source, allow_pickle=allow_pickle)
     torch_dtype = getattr(torch, _DTYPES[dtype])
     try:
-        model = AutoModelForCausalLM.from_pretrained(
-            str(path), dtype=torch_dtype, local_files_only=True, use_safetensors=not allow_pickle or None
+        model: Any = AutoModelForCausalLM.from_pretrained(
+            str(path),  # type: ignore[arg-type]  # the stubs name a model class; a path is what it takes
+            dtype=torch_dtype,
+            local_files_only=True,
+            use_safetensors=not allow_pickle or None,
         )
         tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
     except (OSError, ValueError) as e:

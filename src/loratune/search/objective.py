@@ -54,8 +54,6 @@ class RunnerObjective:
             # A config PEFT or the target resolver refuses: a finished, failed outcome. The estimate would
             # refuse the same spec for the same reason, so this run has none.
             return TrialResult(status="failed", message=e.one_line())
-        if "warnings" in result.extra:  # the trial loop still files them under extra
-            result.warnings = [str(w) for w in result.extra.pop("warnings") or []]
         result.estimated_memory_bytes = self.estimate_memory(spec, settings)
         return result
 

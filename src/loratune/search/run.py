@@ -8,7 +8,6 @@ this; what happens along the way reaches the caller as typed events (``search.ev
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -142,7 +141,7 @@ def load_inputs(config: SearchConfig, *, log: Log = ignore) -> SearchInputs:
     source = resolve_source(config.model)
     anatomy = load_anatomy(source)
     log(ModelLoading(source.label))
-    runner = TrialRunner(source)
+    runner = TrialRunner(source, threads=config.threads)
     data = load_search_data(
         config.data,
         runner.tokenizer,
@@ -190,7 +189,7 @@ def run_search(
     log at warnings for the duration of the call."""
     started = time.perf_counter()
     out = Path(out)
-    with _threads(config.threads), _optuna_verbosity(quiet_optuna):
+    with _optuna_verbosity(quiet_optuna):
         inputs = inputs or load_inputs(config, log=log)
         sized: dict[str, Any] | None = None
         if config.time_budget is not None:
@@ -353,25 +352,6 @@ def _train_final(
         progress=progress,
     )  # fmt: skip
     return result
-
-
-@contextlib.contextmanager
-def _threads(n: int | None) -> Iterator[None]:
-    """``threads`` for the duration of the call. The trial code (trial/speed.py) reads its thread count
-    from LORATUNE_THREADS and takes no argument yet, so the value is handed over there — and the previous
-    value put back afterwards: no process-wide setting outlives the call."""
-    if n is None:
-        yield
-        return
-    before = os.environ.get("LORATUNE_THREADS")
-    os.environ["LORATUNE_THREADS"] = str(n)
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop("LORATUNE_THREADS", None)
-        else:
-            os.environ["LORATUNE_THREADS"] = before
 
 
 @contextlib.contextmanager

@@ -44,7 +44,6 @@ def save_adapter(peft_model: Any, directory: Path, metrics: dict[str, Any]) -> P
     return directory
 
 
-
 def read_metrics(directory: Path) -> dict[str, Any] | None:
     """The ``metrics.json`` a trial saved next to its adapter (None when absent or unreadable)."""
     try:

@@ -54,10 +54,12 @@ def run_trial(
     peft_extra: dict[str, Any] | None = None,
     device: str = "cpu",
     measure_memory: bool = True,
+    threads: int | None = None,
 ) -> TrialResult:
     started = time.perf_counter()
     # ---- setup: data, schedule length, threads, attention kernel
-    threads = set_threads() if device == "cpu" else torch.get_num_threads()
+    tune_threads = threads is None  # a count the caller fixed is kept for the whole run
+    threads = set_threads(threads) if device == "cpu" else torch.get_num_threads()
     train_ex = usable(as_examples(train), settings.max_length)
     val_ex = usable(as_examples(val), settings.max_length) if val is not None else []
     ref_ex = usable(as_examples(reference), settings.max_length) if reference is not None else []
@@ -100,7 +102,7 @@ def run_trial(
         # ---- build the adapter (seeded: LoRA A is random)
         torch.manual_seed(settings.seed)
         peft_model, warnings = build_peft_model(base, anatomy, adapter, total_steps, peft_extra)
-        result.extra["warnings"] = warnings
+        result.warnings = list(warnings)
         try:  # from here on the base carries adapter layers: whatever happens, `cleanup` removes them
             # One autograd node per plain LoRA linear instead of ~8 ops (fused_lora.py); same parameters.
             # The layers it does not cover (DoRA, AdaLoRA, GPT-2's Conv1D) keep PEFT's forward with a
@@ -123,6 +125,7 @@ def run_trial(
                     progress=progress,
                     device=device,
                     measure_memory=measure_memory,
+                    tune_threads=tune_threads,
                 )
                 # ---- evaluate the adapted model
                 if result.status != "diverged":
@@ -167,6 +170,7 @@ def train_loop(
     progress: bool,
     device: str,
     measure_memory: bool,
+    tune_threads: bool = True,
 ) -> None:
     """The optimizer steps; fills ``result`` (losses, tokens, speed, memory, status)."""
     if settings.grad_checkpointing:
@@ -186,7 +190,7 @@ def train_loop(
     tokens = padded = step = 0
     train_seconds = 0.0
     memory = _peak_memory(device, [peft_model, optimizer]) if measure_memory else None
-    tuner = ThreadTuner.for_this_machine() if device == "cpu" else None
+    tuner = ThreadTuner.for_this_machine(fixed=not tune_threads) if device == "cpu" else None
     with contextlib.ExitStack() as watching, progress_bar("training", total_steps, enabled=progress) as bar:
         if memory is not None:
             watching.enter_context(memory)

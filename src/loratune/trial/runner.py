@@ -30,13 +30,17 @@ class TrialRunner:
         compute_dtype: str = "bf16",
         device: str = "cpu",
         allow_pickle: bool = False,
+        threads: int | None = None,
     ) -> None:
+        """``threads``: CPU threads for every trial of this runner (None: ``LORATUNE_THREADS`` or
+        measured, and re-tuned while training as the machine's load changes)."""
         self.device = device
+        self.threads = threads
         self.allow_pickle = allow_pickle
         self.compute_dtype = resolve_compute_dtype(compute_dtype, device)
         self._models: dict[str, Any] = {}
         self._anatomy: Any = None
-        set_threads()
+        set_threads(threads)
         if isinstance(source, tuple):
             model, self.tokenizer = source
             self.source: ModelSource | None = None
@@ -108,6 +112,7 @@ class TrialRunner:
             peft_extra=peft_extra,
             device=self.device,
             measure_memory=measure_memory,
+            threads=self.threads,
         )
 
     def _load(self, dtype: str) -> tuple[Any, Any]:

@@ -24,7 +24,8 @@ def usable_cpus() -> int:
 
 
 def set_threads(n: int | None = None) -> int:
-    """Intra-op threads for this process: ``n``, else ``LORATUNE_THREADS``, else :func:`best_threads`."""
+    """Intra-op threads for this process: ``n`` (the caller's setting, e.g. ``search --threads``), else
+    the user's ``LORATUNE_THREADS``, else :func:`best_threads`."""
     env = os.environ.get("LORATUNE_THREADS")
     if n is None and env:
         try:
@@ -153,9 +154,10 @@ class ThreadTuner:
         self.trace: list[tuple[int, int]] = [(0, torch.get_num_threads())]
 
     @classmethod
-    def for_this_machine(cls) -> ThreadTuner | None:
+    def for_this_machine(cls, *, fixed: bool = False) -> ThreadTuner | None:
+        """None when the count is fixed (by the caller or ``LORATUNE_THREADS``) or there is one CPU."""
         cpus = usable_cpus()
-        if os.environ.get("LORATUNE_THREADS") or cpus == 1:
+        if fixed or os.environ.get("LORATUNE_THREADS") or cpus == 1:
             return None
         return cls(thread_options(cpus))
 
