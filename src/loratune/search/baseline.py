@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from loratune.anatomy.targets import TargetSpec, resolve
+from loratune.budget.spec import AdapterSpec
 from loratune.errors import LoratuneError
 from loratune.search.lr import LRPlan
 from loratune.search.space import Variant
@@ -31,16 +32,22 @@ def canonical_modules(anatomy: Any, targets: list[str] | str) -> str:
 
 
 def from_recommendation(anatomy: Any, rec: dict[str, Any]) -> tuple[Variant, float]:
-    """(variant, learning rate) of ``Recommendation.to_dict()``; AdaLoRA is searched as plain LoRA at init_r."""
-    cfg = rec["config"]
-    r = int(cfg.get("r") or cfg.get("init_r") or 8)
+    """(variant, learning rate) of ``Recommendation.to_dict()``; AdaLoRA is searched as plain LoRA at init_r.
+
+    The PEFT kwargs are read by the one reader of them, :meth:`AdapterSpec.from_peft_kwargs`."""
+    spec = AdapterSpec.from_peft_kwargs(rec["config"])
     variant = Variant(
-        r=r,
-        alpha=float(cfg.get("lora_alpha", 2 * r)),
-        modules=canonical_modules(anatomy, cfg["target_modules"]),
-        method="dora" if cfg.get("use_dora") else "lora",
-        dropout=float(cfg.get("lora_dropout", 0.05)),
-        use_rslora=bool(cfg.get("use_rslora", False)),
+        r=spec.r,
+        alpha=spec.alpha,
+        modules=canonical_modules(
+            anatomy,
+            list(spec.targets.target_modules)
+            if not isinstance(spec.targets.target_modules, str)
+            else spec.targets.target_modules,
+        ),
+        method="lora" if spec.method == "adalora" else spec.method,
+        dropout=spec.dropout,
+        use_rslora=spec.use_rslora,
     )
     return variant, float(rec.get("training", {}).get("learning_rate", SEED_LR))
 
