@@ -23,6 +23,7 @@ from loratune.cli.recommend_cmd import recommend_cmd
 from loratune.cli.report_cmd import report
 from loratune.cli.search_cmd import search
 from loratune.cli.train_cmd import train
+from loratune.cli.worker_cmd import worker
 from loratune.errors import LoratuneError
 
 EXIT_USAGE = 2
@@ -43,6 +44,7 @@ app.command()(train)
 app.command("eval")(evaluate)
 app.command()(search)
 app.command()(report)
+app.command()(worker)
 
 
 def _usage_error_types() -> tuple[type[BaseException], ...]:

@@ -86,6 +86,13 @@ def search(
         ),
     ] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a step bar per run.")] = True,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            help="Local worker processes on the study (threads shared out); more join with `loratune worker`.",
+        ),
+    ] = 1,
 ) -> None:
     """Search LoRA hyperparameters with real training runs and pick the cheapest config near the best."""
     from loratune.search.config import SearchConfig
@@ -136,7 +143,10 @@ def search(
     from loratune.trial.runner import quiet_libraries
 
     quiet_libraries()
-    result = run_search(config, out, log=print_event, storage=storage, progress=progress)
+    if workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {workers}", "use e.g. --workers 2")
+    result = run_search(config, out, log=print_event, storage=storage, progress=progress and workers == 1,
+                        workers=workers)  # fmt: skip
     print_result(result, out)
 
 

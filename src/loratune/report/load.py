@@ -15,7 +15,14 @@ from loratune.errors import ConfigError
 from loratune.search.config import SearchConfig
 from loratune.search.knee import Choice, VariantScore, score_variants
 from loratune.search.run import choose_for
-from loratune.search.saved import BEST_CONFIG, SEARCH_JSON, STUDY_DB, read_best_config, read_search_json
+from loratune.search.saved import (
+    BEST_CONFIG,
+    SEARCH_JSON,
+    STUDY_DB,
+    STUDY_JOURNAL,
+    read_best_config,
+    read_search_json,
+)
 from loratune.search.study import TrialRecord, read_records_at, read_study_records
 
 
@@ -39,6 +46,10 @@ def load_study(directory: Path, storage: str | None = None) -> StudyData:
         records = read_study_records(Path(storage[len("sqlite:///") :]))  # a local file: read-only too
     elif storage is not None:
         records = read_records_at(storage)
+    elif (directory / STUDY_JOURNAL).is_file():  # a search with several local workers
+        from loratune.search.storage import read_journal_records
+
+        records = read_journal_records(directory / STUDY_JOURNAL)
     else:
         db = directory / STUDY_DB
         if not db.is_file():

@@ -68,6 +68,16 @@ def _suggest(trial: Any, opt: OptunaOptions, plan: LRPlan) -> tuple[Variant, flo
     return variant, plan.snap(plan.center(variant) * plan.factor**step)
 
 
+def baseline_params(baseline: Variant, opt: OptunaOptions) -> dict[str, Any]:
+    """The sampler's parameters of the recommended variant (the first trial of a study)."""
+    return {
+        "r": baseline.r if baseline.r in opt.ranks else opt.ranks[len(opt.ranks) // 2],
+        "alpha_ratio": baseline.alpha_ratio if baseline.alpha_ratio in opt.alpha_ratios else opt.alpha_ratios[0],
+        "modules": baseline.modules if baseline.modules in opt.module_sets else opt.module_sets[0],
+        "lr_step": 0,
+    }
+
+
 def optuna_search(
     study: SearchStudy,
     objective: Objective,
@@ -79,13 +89,7 @@ def optuna_search(
     """Run until ``n_trials`` distinct runs finished in this study (resumed studies count what they hold)."""
     if baseline is not None and not study.records():
         # Start from the recommendation, so the sampler sees a sensible point first.
-        params: dict[str, Any] = {
-            "r": baseline.r if baseline.r in opt.ranks else opt.ranks[len(opt.ranks) // 2],
-            "alpha_ratio": baseline.alpha_ratio if baseline.alpha_ratio in opt.alpha_ratios else opt.alpha_ratios[0],
-            "modules": baseline.modules if baseline.modules in opt.module_sets else opt.module_sets[0],
-            "lr_step": 0,
-        }
-        study.study.enqueue_trial(params, skip_if_exists=True)
+        study.study.enqueue_trial(baseline_params(baseline, opt), skip_if_exists=True)
 
     def distinct_done() -> int:
         return sum(1 for r in study.finished() if r.cached_study != "self")

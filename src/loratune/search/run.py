@@ -37,7 +37,7 @@ from loratune.search.knee import Choice, VariantScore, choose, score_variants
 from loratune.search.saved import SEARCH_JSON, SavedSearch, read_search_json, write_search_json
 from loratune.search.space import RunConfig, Variant
 from loratune.search.staged import SearchOutcome, StagedOptions, planned_variants
-from loratune.search.study import Objective, SearchStudy, default_storage, run_counts
+from loratune.search.study import Objective, SearchStudy, run_counts
 from loratune.trial.types import TrainSettings, TrialResult
 
 __all__ = [
@@ -180,13 +180,18 @@ def run_search(
     inputs: SearchInputs | None = None,
     objective: Objective | None = None,
     quiet_optuna: bool = True,
+    workers: int = 1,
+    device: str = "cpu",
+    worker_factory: str | None = None,
 ) -> SearchResult:
     """Run the search ``config`` describes, persisted in ``out`` (``out/study.db`` unless ``storage``).
 
     A second call with the same config and folder continues the study: finished runs are answered from
     it, never trained again. ``inputs``/``objective`` replace the loaded model and the real trials (tests,
     other back ends); ``progress`` shows the trial loop's step bar; ``quiet_optuna`` keeps Optuna's own
-    log at warnings for the duration of the call."""
+    log at warnings for the duration of the call. ``workers`` > 1 starts that many local worker processes
+    on the study (``search.workers``; ``device`` is their hook for GPUs, ``worker_factory`` a
+    "file.py:function" that builds their inputs and objective instead of loading the model)."""
     started = time.perf_counter()
     out = Path(out)
     with _optuna_verbosity(quiet_optuna):
@@ -207,7 +212,7 @@ def run_search(
             n_reference=len(ref),
             settings=settings,
         )
-        study = _open_study(config, out, storage, fp)
+        study = _open_study(config, out, storage, fp, workers)
         if sized is None and (out / SEARCH_JSON).is_file():  # a resume keeps what the budget chose
             sized = read_search_json(out / SEARCH_JSON).sized_by_budget
         saved = SavedSearch(replace(config, time_budget=None), fp, storage is not None, sized)
@@ -236,7 +241,14 @@ def run_search(
             objective = RunnerObjective(
                 inputs.runner, inputs.anatomy, settings, inputs.train, val, ref, progress=progress
             )
-        outcome = _run_strategy(config, study, _Tracked(objective, log), inputs.baseline, base_lr, log)
+        if workers > 1:
+            from loratune.search.workers import pooled_run
+
+            staged = lambda: _run_strategy(config, study, objective, inputs.baseline, base_lr, log)  # noqa: E731
+            outcome = pooled_run(config, study, out, workers, staged, inputs.baseline, log,
+                                 device=device, factory=worker_factory)  # fmt: skip
+        else:
+            outcome = _run_strategy(config, study, _Tracked(objective, log), inputs.baseline, base_lr, log)
 
         finished = study.finished()
         scores = score_variants(finished)
@@ -271,14 +283,22 @@ def run_search(
         )
 
 
-def _open_study(config: SearchConfig, out: Path, storage: str | None, fp: str) -> SearchStudy:
+def _open_study(config: SearchConfig, out: Path, storage: str | None, fp: str, workers: int = 1) -> SearchStudy:
+    from loratune.search.storage import local_storage
+    from loratune.search.workers import bind_options, open_pooled_study
+
     out.mkdir(parents=True, exist_ok=True)
     sampler = pruner = None
     if config.strategy == "optuna":
         from loratune.search.optuna_strategy import make_sampler_and_pruner
 
         sampler, pruner = make_sampler_and_pruner(optuna_options(config), min_resource=max(1, config.steps // 2))
-    return SearchStudy(storage or default_storage(out), fingerprint=fp, sampler=sampler, pruner=pruner)
+    url = storage or local_storage(out, workers)  # several local workers share a journal file
+    if workers > 1:
+        return open_pooled_study(url, fp, config, sampler=sampler, pruner=pruner)
+    study = SearchStudy(url, fingerprint=fp, sampler=sampler, pruner=pruner)
+    bind_options(study, config)
+    return study
 
 
 def _run_strategy(

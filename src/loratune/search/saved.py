@@ -20,6 +20,7 @@ from loratune.search.config import SearchConfig
 SEARCH_JSON = "search.json"
 BEST_CONFIG = "best_config.json"
 STUDY_DB = "study.db"
+STUDY_JOURNAL = "study.journal"  # the study of a search with several local workers (search.storage)
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,6 @@ def saved_for_resume(out: Path, *, storage: str | None) -> SavedSearch:
             f"the search in {out} kept its study at a --storage URL (not read from {SEARCH_JSON})",
             "pass the same --storage URL again",
         )
-    if storage is None and not (out / STUDY_DB).is_file():
+    if storage is None and not (out / STUDY_DB).is_file() and not (out / STUDY_JOURNAL).is_file():
         raise ConfigError(f"nothing to resume in {out} (no {STUDY_DB})", "drop --resume to start a new search")
     return saved

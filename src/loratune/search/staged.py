@@ -96,6 +96,7 @@ class StagedSearch:
     def evaluate(self, variant: Variant, stage: str) -> VariantScore:
         if variant in self._scores:
             return self._scores[variant]
+        self._submit([variant], stage)
 
         def loss_at(lr: float) -> float:
             started = time.perf_counter()
@@ -116,7 +117,22 @@ class StagedSearch:
         self._scores[variant] = failed
         return failed
 
+    def _submit(self, variants: list[Variant], stage: str) -> None:
+        """With workers (a study that can ``submit``): hand out at once the runs these variants' LR sweeps
+        surely make (the center and the step above, as ``tune_lr`` starts); the sweeps then read them in
+        their usual order, so the decisions and the pick are those of one worker."""
+        submit = getattr(self.study, "submit", None)
+        if submit is None:
+            return
+        for v in variants:
+            if v in self._scores:
+                continue
+            center = self.plan.center(v)
+            for lr in [center] + ([center * self.plan.factor] if self.plan.max_runs >= 2 else []):
+                submit(RunConfig(v, self.plan.snap(lr), stage=stage))
+
     def _pick(self, variants: list[Variant], stage: str, tolerance: float) -> Variant:
+        self._submit(variants, stage)
         scores = [self.evaluate(v, stage) for v in variants]
         finite = [s for s in scores if s.best.result is not None and s.ppl < float("inf")]
         if not finite:

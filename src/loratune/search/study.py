@@ -93,19 +93,10 @@ def default_storage(out_dir: Path) -> str:
 
 
 def make_storage(url: str) -> optuna.storages.BaseStorage:
-    import optuna
+    """An Optuna RDB URL or ``journal:///path`` (several local workers), opened by ``search.storage``."""
+    from loratune.search.storage import open_storage
 
-    if url.startswith("sqlite:///"):  # SQLite creates the file, not its folder
-        Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # heartbeat_interval is flagged experimental
-        try:
-            return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
-        except Exception as e:  # bad URL, missing driver, unreachable server
-            raise ConfigError(
-                f"cannot open the study storage {url!r}: {type(e).__name__}: {str(e)[:160]}",
-                "pass an Optuna RDB URL such as sqlite:///runs/x/study.db or postgresql://user@host/db",
-            ) from None
+    return open_storage(url)
 
 
 class SearchStudy:
@@ -366,13 +357,18 @@ def _alive(pid: int) -> bool:
 @contextmanager
 def _heartbeat(storage: Any, trial_id: int) -> Iterator[None]:
     """Record Optuna heartbeats while a trial trains, so other workers can tell a dead one from a slow one."""
+    from loratune.search.storage import has_heartbeat, heartbeat_s
+
     stop = threading.Event()
+    if not has_heartbeat(storage):  # the journal: a dead local worker is found by its pid instead
+        yield
+        return
 
     def beat() -> None:
         while True:
             with contextlib.suppress(Exception):  # a storage hiccup must not kill training; the next beat retries
                 storage.record_heartbeat(trial_id)
-            if stop.wait(HEARTBEAT_S):
+            if stop.wait(heartbeat_s()):
                 return
 
     thread = threading.Thread(target=beat, name="loratune-heartbeat", daemon=True)

@@ -1,0 +1,194 @@
+"""Where a study lives, opened the way many workers need it: an Optuna RDB (PostgreSQL, MySQL, SQLite) with
+heartbeats and Optuna's stale-trial retry, or an Optuna journal file for several workers on one machine.
+
+Which storage for which setup (Optuna's own advice, "Easy Parallelization" and ``RDBStorage``'s notes):
+- one worker, no server: SQLite ``<out>/study.db`` (the default, as before);
+- several workers on one machine, no server: the journal file ``<out>/study.journal``
+  (``JournalStorage(JournalFileBackend(path, JournalFileOpenLock(path)))``). Optuna "would never recommend
+  SQLite3 for parallel optimization": SQLite has no ``SELECT … FOR UPDATE``, so two workers claiming the
+  same waiting trial upgrade their read locks at once and one of them fails with "database is locked"
+  instead of waiting. The journal appends each operation under a lock file and every reader replays
+  the log in one order, so claiming a waiting trial (WAITING → RUNNING) has exactly one winner. The
+  journal has no heartbeat: a dead *local* worker is found by its pid (``SearchStudy.recover``);
+- workers on several machines: an RDB server (PostgreSQL) by ``--storage postgresql://…``; a dead
+  remote worker is found by its Optuna heartbeat going stale (``HEARTBEAT_S`` / ``GRACE_S``).
+
+A failed-by-death trial is requeued by Optuna's ``RetryHeartbeatStaleTrialCallback`` (the 4.9+ name of
+the deprecated ``RetryFailedTrialCallback``): a WAITING copy with the same params and user attributes
+(the run's key and config), which the next free worker claims.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from loratune.errors import ConfigError
+
+if TYPE_CHECKING:
+    import optuna
+
+JOURNAL_SCHEME = "journal:///"
+STUDY_JOURNAL = "study.journal"
+MAX_RETRY = 3  # a config whose worker died this many times is left failed (it would kill the next one too)
+
+
+def heartbeat_s() -> int:
+    """Seconds between a training worker's heartbeats (``LORATUNE_HEARTBEAT_S``; tests shorten it)."""
+    return _int_env("LORATUNE_HEARTBEAT_S", 10)
+
+
+def grace_s() -> int:
+    """Seconds without a heartbeat after which a run counts as dead (``LORATUNE_GRACE_S``)."""
+    return _int_env("LORATUNE_GRACE_S", 60)
+
+
+def _int_env(name: str, default: int) -> int:
+    try:
+        return max(1, int(os.environ.get(name, default)))
+    except ValueError:
+        return default
+
+
+def journal_url(path: Path) -> str:
+    return JOURNAL_SCHEME + str(Path(path).resolve()).lstrip("/")
+
+
+def local_storage(out: Path, workers: int) -> str:
+    """The default storage of a search in ``out``: the journal when several local workers share it (or
+    a journal is already there, from such a run), else SQLite ``study.db``."""
+    journal = Path(out) / STUDY_JOURNAL
+    if workers > 1 or journal.is_file():
+        return journal_url(journal)
+    return f"sqlite:///{(Path(out) / 'study.db').resolve()}"
+
+
+class RequeueDeadRun:
+    """Optuna's stale-trial retry, minus the dead worker's name: the WAITING copy must not look owned by a
+    dead pid when the next worker claims it (``recover`` would fail it again at once)."""
+
+    def __init__(self, max_retry: int | None = MAX_RETRY) -> None:
+        import optuna
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # flagged experimental
+            self._retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if "result" in trial.user_attrs:  # it finished after all: nothing to run again
+            return
+        trial = copy.deepcopy(trial)
+        trial.user_attrs = {k: v for k, v in trial.user_attrs.items() if k != "worker"}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self._retry(study, trial)
+
+
+def open_storage(url: str) -> optuna.storages.BaseStorage:
+    """The Optuna storage at ``url``: ``journal:///abs/path`` or any SQLAlchemy URL Optuna's RDB accepts."""
+    import optuna
+
+    if url.startswith(JOURNAL_SCHEME):
+        path = Path("/" + url[len(JOURNAL_SCHEME) :])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            lock = JournalFileOpenLock(str(path))
+            return optuna.storages.JournalStorage(JournalFileBackend(str(path), lock_obj=lock))
+    if url.startswith("sqlite:///"):  # SQLite creates the file, not its folder
+        Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+    kwargs: dict[str, Any] = {}
+    if not url.startswith("sqlite"):
+        # A server may restart under a long search: test pooled connections before use, fail fast when
+        # it is gone (a worker then stops with one line instead of hanging).
+        kwargs = {"pool_pre_ping": True}
+        if url.startswith("postgresql"):
+            kwargs["connect_args"] = {"connect_timeout": 10}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # heartbeat_interval is flagged experimental
+        try:
+            return optuna.storages.RDBStorage(
+                url,
+                engine_kwargs=kwargs or None,
+                heartbeat_interval=heartbeat_s(),
+                grace_period=grace_s(),
+                heartbeat_stale_trial_callback=RequeueDeadRun(),
+            )
+        except Exception as e:  # bad URL, missing driver, unreachable server
+            raise ConfigError(
+                f"cannot open the study storage {_safe(url)!r}: {type(e).__name__}: {str(e)[:160]}",
+                "pass an Optuna RDB URL such as sqlite:///runs/x/study.db or postgresql://user@host/db",
+            ) from None
+
+
+def has_heartbeat(storage: Any) -> bool:
+    from optuna.storages._heartbeat import is_heartbeat_enabled
+
+    return bool(is_heartbeat_enabled(storage))
+
+
+def storage_errors() -> tuple[type[BaseException], ...]:
+    """What a storage that went away raises (a server stopped, a network cut)."""
+    import sqlite3
+
+    import optuna
+    from sqlalchemy.exc import SQLAlchemyError
+
+    return (optuna.exceptions.StorageInternalError, SQLAlchemyError, sqlite3.OperationalError, OSError)
+
+
+class StorageLost(ConfigError):
+    """The study's storage stopped answering mid-search: every worker stops; ``--resume`` continues."""
+
+
+def storage_lost(url: str, error: BaseException) -> StorageLost:
+    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return StorageLost(
+        f"lost the study storage {_safe(url)} ({type(error).__name__}: {first[:120]})",
+        "nothing finished is lost: once it is back, run the same `loratune search … --resume` "
+        "(or `loratune worker …` again)",
+    )
+
+
+def _safe(url: str) -> str:
+    """The URL without a password."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+        if parts.password:
+            netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+            return urlunsplit(parts._replace(netloc=netloc))
+    except ValueError:
+        pass
+    return url
+
+
+def read_journal_records(path: Path, *, name: str = "loratune") -> list[Any]:
+    """Every trial of the study ``name`` in the journal file ``path`` (nothing is written to it)."""
+    import optuna
+
+    from loratune.search.study import _READ_HINT, _record
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path} is not a loratune study (no such file)", _READ_HINT)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+
+            storage = optuna.storages.JournalStorage(
+                JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path)))
+            )
+            if name not in [s.study_name for s in optuna.get_all_study_summaries(storage)]:
+                raise ConfigError(f"{path} is not a loratune study (no study named {name!r})", _READ_HINT)
+            study = optuna.load_study(study_name=name, storage=storage)
+            return [_record(t) for t in study.get_trials(deepcopy=False)]
+    except (ValueError, OSError, optuna.exceptions.OptunaError) as e:
+        raise ConfigError(f"{path} is not a loratune study ({type(e).__name__})", _READ_HINT) from None
