@@ -176,13 +176,15 @@ class PooledStudy(SearchStudy):
     ``submit`` hands it over without waiting (a stage's runs go out together)."""
 
     pool: WorkerPool | None = None
+    _submitted: set[str]
     url: str = ""
     name: str = STUDY_NAME
 
     def submit(self, config: RunConfig) -> None:
         key = config.key(self.fingerprint)
-        if self.lookup(key) is not None or self._live(key):
+        if key in self._submitted or self.lookup(key) is not None or self._live(key):
             return
+        self._submitted.add(key)
         self.study.enqueue_trial({}, user_attrs=_config_attrs(config, key))
 
     def run(
@@ -191,6 +193,8 @@ class PooledStudy(SearchStudy):
         key = config.key(self.fingerprint)
         found = self.lookup(key, accept_pruned=prune)
         if found is not None and found[0].result is not None:
+            if found[1] and key in self._submitted:  # handed out ahead by this search: it is the run itself
+                return found[0]
             return self._record_cache_hit(config, key, found[0], found[1])
         self.submit(config)
         rec = self.wait_for(key, config)
@@ -283,7 +287,7 @@ def _config_attrs(config: RunConfig, key: str) -> dict[str, Any]:
 def open_pooled_study(storage: str, fp: str, config: SearchConfig, *, sampler: Any = None, pruner: Any = None,
                       name: str = STUDY_NAME) -> PooledStudy:  # fmt: skip
     study = PooledStudy(storage, fingerprint=fp, name=name, sampler=sampler, pruner=pruner, recover=False)
-    study.url, study.name = storage, name
+    study.url, study.name, study._submitted = storage, name, set()
     bind_options(study, config)
     study.recovered = recover_pool(study)
     _sys_set(study, DONE_ATTR, False)

@@ -1,0 +1,75 @@
+"""A search with local worker processes on the synthetic objective (no training), as a subprocess the
+tests can kill: ``python pool_driver.py OUT STORAGE WORKERS STRATEGY [--resume]``.
+
+``make`` is the workers' factory (``LORATUNE_WORKER_FACTORY=…/pool_driver.py:make``). Each run appends
+"label lr pid" to ``$LORATUNE_TEST_RANLOG`` when it *starts*, so a test sees every run begun, killed ones
+included; ``$LORATUNE_TEST_SLEEP`` is the seconds per evaluation (4 per run)."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from synthetic import SyntheticObjective  # noqa: E402
+
+from loratune.search import SearchConfig, SearchInputs, Variant  # noqa: E402
+from loratune.search.space import RunConfig  # noqa: E402
+
+CONFIGS = {
+    "staged": SearchConfig(model="smollm2-135m", max_r=32, export="none"),
+    "optuna": SearchConfig(model="smollm2-135m", max_r=32, export="none", strategy="optuna", trials=10),
+}
+
+
+class LoggedObjective(SyntheticObjective):
+    def __call__(self, config: RunConfig, on_eval: Any) -> Any:
+        path = os.environ.get("LORATUNE_TEST_RANLOG")
+        if path:
+            with open(path, "a") as f:
+                fcntl.flock(f, fcntl.LOCK_EX)
+                f.write(f"{config.variant.label()}|{config.learning_rate:g}|{os.getpid()}\n")
+        return super().__call__(config, on_eval)
+
+
+def inputs(anatomy: Any = None) -> SearchInputs:
+    return SearchInputs(
+        model="smollm2-135m",
+        anatomy=anatomy,
+        train=[[1, 2, 3]] * 100,
+        val=[[1, 2]] * 8,
+        reference=[],
+        data_digest="synthetic",
+        baseline=Variant(8, 16.0, "attention"),
+        recommended_lr=2e-4,
+    )
+
+
+def make(config: SearchConfig) -> tuple[SearchInputs, Any]:
+    return inputs(), LoggedObjective(sleep=float(os.environ.get("LORATUNE_TEST_SLEEP", "0")))
+
+
+def main() -> None:
+    from loratune.models import load_anatomy, resolve_source
+    from loratune.search import run_search
+
+    out, storage, workers, strategy = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
+    anatomy = load_anatomy(resolve_source("smollm2-135m"))  # a skeleton: no weights load
+    result = run_search(
+        CONFIGS[strategy],
+        out,
+        storage=None if storage == "-" else storage,
+        inputs=inputs(anatomy),
+        objective=make(CONFIGS[strategy])[1],
+        workers=workers,
+        worker_factory=f"{Path(__file__).resolve()}:make",
+    )
+    print(f"chosen {result.choice.chosen.variant.label()} lr {result.choice.chosen.learning_rate:g}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
