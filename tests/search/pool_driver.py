@@ -72,4 +72,10 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from loratune.errors import LoratuneError
+
+    try:
+        main()
+    except LoratuneError as e:
+        print(f"error: {e.one_line()}", file=sys.stderr)
+        sys.exit(2)

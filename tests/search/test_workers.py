@@ -1,0 +1,221 @@
+"""Many workers on one study (synthetic objective, no training): on the local journal file and on a real
+PostgreSQL (the ``postgres`` fixture): the pick of one worker, no config run twice, kill -9 of a worker,
+of the coordinator, and a database that goes away and comes back."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from loratune.errors import ConfigError
+from loratune.search import SearchStudy, run_search
+from loratune.search.storage import journal_url
+
+from .pool_driver import CONFIGS, LoggedObjective, inputs
+
+DRIVER = Path(__file__).with_name("pool_driver.py")
+ENV = {**os.environ, "LORATUNE_THREADS": "1", "PYTHONWARNINGS": "ignore", "LORATUNE_GRACE_S": "15",
+       "LORATUNE_HEARTBEAT_S": "1"}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def anatomy():  # type: ignore[no-untyped-def]
+    from loratune.models import load_anatomy, resolve_source
+
+    return load_anatomy(resolve_source("smollm2-135m"))
+
+
+def _driver(out: Path, storage: str, workers: int, strategy: str, ranlog: Path, sleep: float) -> subprocess.Popen[str]:
+    env = {**ENV, "LORATUNE_TEST_RANLOG": str(ranlog), "LORATUNE_TEST_SLEEP": str(sleep)}
+    return subprocess.Popen(
+        [sys.executable, str(DRIVER), str(out), storage, str(workers), strategy],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _records(storage: str) -> list[Any]:
+    return SearchStudy(storage, fingerprint="", create=False, recover=False).records()
+
+
+def _trained_keys(records: list[Any]) -> list[str]:
+    return [r.key for r in records if r.result is not None and r.cached_study is None]
+
+
+def _wait_for(predicate: Any, timeout: float = 60) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+def _best(out: Path) -> dict[str, Any]:
+    best: dict[str, Any] = json.loads((out / "best_config.json").read_text())
+    return best
+
+
+def test_two_local_workers_pick_what_one_worker_picks(tmp_path: Path, anatomy: Any) -> None:
+    one = run_search(CONFIGS["staged"], tmp_path / "one", inputs=inputs(anatomy), objective=LoggedObjective())
+    ranlog = tmp_path / "ran.log"
+    proc = _driver(tmp_path / "two", "-", 2, "staged", ranlog, 0.02)
+    _out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-2000:]
+    assert (tmp_path / "two" / "study.journal").is_file()  # several local workers share Optuna's journal file
+    # the knee, the stages, the counts: one worker's best_config.json, byte for byte
+    assert _best(tmp_path / "two") == _best(tmp_path / "one")
+    assert one.runs_trained == len(ranlog.read_text().splitlines())
+    # both workers trained (the stage's runs went out together), and no config twice
+    pids = Counter(line.rsplit("|", 1)[1] for line in ranlog.read_text().splitlines())
+    assert len(pids) == 2
+    lines = [line.rsplit("|", 1)[0] for line in ranlog.read_text().splitlines()]
+    assert len(lines) == len(set(lines))
+    # the report reads the journal
+    from loratune.report import load_study
+
+    data = load_study(tmp_path / "two")
+    assert data.choice is not None and data.choice.chosen.variant == one.choice.chosen.variant
+
+
+def test_three_workers_on_postgres_sample_and_prune_without_running_a_config_twice(tmp_path: Path, postgres) -> None:  # type: ignore[no-untyped-def]
+    url = postgres.new_database()
+    ranlog = tmp_path / "ran.log"
+    proc = _driver(tmp_path / "out", url, 3, "optuna", ranlog, 0.05)
+    _out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-2000:]
+    records = _records(url)
+    trained = _trained_keys(records)
+    assert len(trained) == len(set(trained)) >= CONFIGS["optuna"].trials
+    started = ranlog.read_text().splitlines()
+    assert len(started) == len(trained)  # nothing began twice, not even a run that was then answered
+    assert len({line.rsplit("|", 1)[1] for line in started}) == 3
+    assert any(r.state == "PRUNED" for r in records)
+    assert not [r for r in records if r.state in ("RUNNING", "WAITING")]
+
+
+def test_kill9_of_a_worker_loses_nothing_and_reruns_only_its_run(tmp_path: Path, postgres) -> None:  # type: ignore[no-untyped-def]
+    url = postgres.new_database()
+    ranlog = tmp_path / "ran.log"
+    proc = _driver(tmp_path / "out", url, 2, "staged", ranlog, 0.4)
+    victim: dict[str, Any] = {}
+
+    def running_with_worker() -> bool:
+        try:
+            recs = SearchStudy(url, fingerprint="", create=False, recover=False).study.get_trials(deepcopy=False)
+        except ConfigError:
+            return False
+        done = [t for t in recs if t.state.name == "COMPLETE"]
+        running = [t for t in recs if t.state.name == "RUNNING" and "worker" in t.user_attrs]
+        if len(done) >= 2 and running:
+            victim.update(number=running[0].number, key=running[0].user_attrs["key"],
+                          pid=int(running[0].user_attrs["worker"].rpartition(":")[2]),
+                          done={t.number: t.user_attrs["result"] for t in done})  # fmt: skip
+            return True
+        return False
+
+    _wait_for(running_with_worker)
+    os.kill(victim["pid"], signal.SIGKILL)
+    _out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-2000:]
+    after = {r.number: r for r in _records(url)}
+    # nothing finished was lost or changed
+    for n, result in victim["done"].items():
+        assert after[n].state == "COMPLETE" and after[n].result.to_dict() == result
+    # the killed run: failed, requeued by Optuna's retry callback, run again to the end by the other worker
+    assert after[victim["number"]].state == "FAIL"
+    again = [r for r in after.values() if r.key == victim["key"] and r.state == "COMPLETE"]
+    assert len(again) == 1 and again[0].number > victim["number"]
+    trained = _trained_keys(list(after.values()))
+    assert len(trained) == len(set(trained))
+    started = [line.rsplit("|", 1)[0] for line in ranlog.read_text().splitlines()]
+    assert len(started) == len(set(started)) + 1  # only the killed run began twice
+    assert _best(tmp_path / "out")["chosen"]["variant"] == CONFIG_PICK
+
+
+CONFIG_PICK = {"r": 32, "alpha": 32.0, "modules": "all-linear", "method": "lora", "dropout": 0.05,
+               "use_rslora": False, "layers": None}  # fmt: skip
+
+
+def _resume(out: Path, url: str, ranlog: Path, sleep: float) -> subprocess.Popen[str]:
+    """The driver again on the same folder and storage (run_search continues the study)."""
+    return _driver(out, url, 2, "staged", ranlog, sleep)
+
+
+def test_kill9_of_the_coordinator_then_resume_with_the_workers_still_running(tmp_path: Path, postgres) -> None:  # type: ignore[no-untyped-def]
+    url = postgres.new_database()
+    ranlog, out = tmp_path / "ran.log", tmp_path / "out"
+    proc = _driver(out, url, 2, "staged", ranlog, 0.3)
+    _wait_for(lambda: ranlog.is_file() and len(ranlog.read_text().splitlines()) >= 4)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    worker_pids = {int(line.rsplit("|", 1)[1]) for line in ranlog.read_text().splitlines()}
+    time.sleep(0.5)
+    assert all(_pid_alive(p) for p in worker_pids)  # the workers outlive their coordinator
+    again = _resume(out, url, ranlog, 0.3)
+    _out, err = again.communicate(timeout=120)
+    assert again.returncode == 0, err[-2000:]
+    # the old workers did the rest: the resume started none
+    started = ranlog.read_text().splitlines()
+    assert {int(line.rsplit("|", 1)[1]) for line in started} == worker_pids
+    keys = [line.rsplit("|", 1)[0] for line in started]
+    assert len(keys) == len(set(keys))
+    assert _best(out)["chosen"]["variant"] == CONFIG_PICK
+    _wait_for(lambda: not any(_pid_alive(p) for p in worker_pids), 30)  # done: they exit
+
+
+def test_a_database_that_goes_away_stops_everyone_with_one_line_and_resume_continues(tmp_path: Path, postgres) -> None:  # type: ignore[no-untyped-def]
+    url = postgres.new_database()
+    ranlog, out = tmp_path / "ran.log", tmp_path / "out"
+    proc = _driver(out, url, 2, "staged", ranlog, 0.3)
+    _wait_for(lambda: ranlog.is_file() and len(ranlog.read_text().splitlines()) >= 4)
+    done_before = {r.number: r.result.to_dict() for r in _records(url) if r.state == "COMPLETE"}
+    postgres.stop("immediate")
+    try:
+        _out, err = proc.communicate(timeout=90)
+        assert proc.returncode != 0
+        assert "lost the study storage" in err and "--resume" in err
+        for log in (out / "workers").glob("worker-*.log"):
+            _wait_for(lambda log=log: "lost the study storage" in log.read_text(), 60)
+            assert log.read_text().count("error:") == 1
+    finally:
+        postgres.start()
+    again = _resume(out, url, ranlog, 0.02)
+    _out, err = again.communicate(timeout=120)
+    assert again.returncode == 0, err[-2000:]
+    after = {r.number: r for r in _records(url)}
+    for n, result in done_before.items():
+        assert after[n].result.to_dict() == result
+    trained = _trained_keys(list(after.values()))
+    assert len(trained) == len(set(trained))
+    assert _best(out)["chosen"]["variant"] == CONFIG_PICK
+
+
+def test_two_searches_with_other_options_on_one_storage_never_mix(tmp_path: Path, postgres, anatomy: Any) -> None:  # type: ignore[no-untyped-def]
+    from dataclasses import replace
+
+    url = postgres.new_database()
+    run_search(CONFIGS["staged"], tmp_path / "a", storage=url, inputs=inputs(anatomy), objective=LoggedObjective())
+    with pytest.raises(ConfigError, match="holds another search"):
+        run_search(replace(CONFIGS["staged"], max_r=16), tmp_path / "b", storage=url, inputs=inputs(anatomy),
+                   objective=LoggedObjective())  # fmt: skip
+    with pytest.raises(ConfigError, match="another model, data or training settings"):
+        run_search(replace(CONFIGS["staged"], steps=11), tmp_path / "c", storage=url, inputs=inputs(anatomy),
+                   objective=LoggedObjective())  # fmt: skip
+
+
+def _pid_alive(pid: int) -> bool:
+    from loratune.search.study import _alive
+
+    return _alive(pid)
