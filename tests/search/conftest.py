@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -33,8 +34,6 @@ def postgres():  # type: ignore[no-untyped-def]
     try:
         yield server
     finally:
-        try:
+        with contextlib.suppress(RuntimeError):  # a test left it stopped
             server.stop("immediate")
-        except RuntimeError:
-            pass  # a test left it stopped
         shutil.rmtree(root, ignore_errors=True)

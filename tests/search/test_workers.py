@@ -18,7 +18,6 @@ import pytest
 
 from loratune.errors import ConfigError
 from loratune.search import SearchStudy, run_search
-from loratune.search.storage import journal_url
 
 from .pool_driver import CONFIGS, LoggedObjective, inputs
 
@@ -108,7 +107,7 @@ def test_three_workers_on_postgres_sample_and_prune_without_running_a_config_twi
 def test_kill9_of_a_worker_loses_nothing_and_reruns_only_its_run(tmp_path: Path, postgres) -> None:  # type: ignore[no-untyped-def]
     url = postgres.new_database()
     ranlog = tmp_path / "ran.log"
-    proc = _driver(tmp_path / "out", url, 2, "staged", ranlog, 0.4)
+    proc = _driver(tmp_path / "out", url, 2, "staged", ranlog, 0.25)
     victim: dict[str, Any] = {}
 
     def running_with_worker() -> bool:
@@ -156,14 +155,14 @@ def _resume(out: Path, url: str, ranlog: Path, sleep: float) -> subprocess.Popen
 def test_kill9_of_the_coordinator_then_resume_with_the_workers_still_running(tmp_path: Path, postgres) -> None:  # type: ignore[no-untyped-def]
     url = postgres.new_database()
     ranlog, out = tmp_path / "ran.log", tmp_path / "out"
-    proc = _driver(out, url, 2, "staged", ranlog, 0.3)
+    proc = _driver(out, url, 2, "staged", ranlog, 0.2)
     _wait_for(lambda: ranlog.is_file() and len(ranlog.read_text().splitlines()) >= 4)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     worker_pids = {int(line.rsplit("|", 1)[1]) for line in ranlog.read_text().splitlines()}
     time.sleep(0.5)
     assert all(_pid_alive(p) for p in worker_pids)  # the workers outlive their coordinator
-    again = _resume(out, url, ranlog, 0.3)
+    again = _resume(out, url, ranlog, 0.2)
     _out, err = again.communicate(timeout=120)
     assert again.returncode == 0, err[-2000:]
     # the old workers did the rest: the resume started none
@@ -178,7 +177,7 @@ def test_kill9_of_the_coordinator_then_resume_with_the_workers_still_running(tmp
 def test_a_database_that_goes_away_stops_everyone_with_one_line_and_resume_continues(tmp_path: Path, postgres) -> None:  # type: ignore[no-untyped-def]
     url = postgres.new_database()
     ranlog, out = tmp_path / "ran.log", tmp_path / "out"
-    proc = _driver(out, url, 2, "staged", ranlog, 0.3)
+    proc = _driver(out, url, 2, "staged", ranlog, 0.2)
     _wait_for(lambda: ranlog.is_file() and len(ranlog.read_text().splitlines()) >= 4)
     done_before = {r.number: r.result.to_dict() for r in _records(url) if r.state == "COMPLETE"}
     postgres.stop("immediate")
@@ -219,3 +218,39 @@ def _pid_alive(pid: int) -> bool:
     from loratune.search.study import _alive
 
     return _alive(pid)
+
+
+def test_a_worker_from_another_machine_joins_and_its_death_is_found_by_heartbeat(tmp_path: Path, postgres) -> None:  # type: ignore[no-untyped-def]
+    """`loratune worker --storage URL` joins; killed, its run is failed once its Optuna heartbeat is older
+    than the grace period (no pid to look at on another machine) and requeued by Optuna's retry callback."""
+    url = postgres.new_database()
+    ranlog, out = tmp_path / "ran.log", tmp_path / "out"
+    env = {**ENV, "LORATUNE_GRACE_S": "3", "LORATUNE_TEST_RANLOG": str(ranlog), "LORATUNE_TEST_SLEEP": "0.3"}
+    proc = subprocess.Popen([sys.executable, str(DRIVER), str(out), url, "2", "staged"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    _wait_for(lambda: ranlog.is_file())
+    remote_env = {**env, "LORATUNE_HOST": "elsewhere", "LORATUNE_WORKER_FACTORY": f"{DRIVER}:make"}
+    remote = subprocess.Popen([sys.executable, "-m", "loratune.cli.app", "worker", "--storage", url, "--index", "7"],
+                              env=remote_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    victim: dict[str, Any] = {}
+
+    def remote_is_training() -> bool:
+        for t in SearchStudy(url, fingerprint="", create=False, recover=False).study.get_trials(deepcopy=False):
+            if t.state.name == "RUNNING" and str(t.user_attrs.get("worker", "")).startswith("elsewhere:"):
+                victim.update(number=t.number, key=t.user_attrs["key"])
+                return True
+        return False
+
+    _wait_for(remote_is_training)
+    remote.send_signal(signal.SIGKILL)
+    remote.wait(timeout=30)
+    _out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-2000:]
+    trials = SearchStudy(url, fingerprint="", create=False, recover=False).study.get_trials(deepcopy=False)
+    assert trials[victim["number"]].state.name == "FAIL"
+    retried = [t for t in trials if t.system_attrs.get("failed_trial") == victim["number"]]
+    assert len(retried) == 1 and retried[0].state.name == "COMPLETE"  # Optuna's retry, run to the end
+    assert retried[0].user_attrs["key"] == victim["key"]
+    trained = _trained_keys(_records(url))
+    assert len(trained) == len(set(trained))
+    assert _best(out)["chosen"]["variant"] == CONFIG_PICK

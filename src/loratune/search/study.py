@@ -335,7 +335,9 @@ def _record(t: Any) -> TrialRecord:
 
 
 def _host() -> str:
-    return socket.gethostname()
+    """This machine's name in a trial's ``worker`` attribute (``LORATUNE_HOST`` overrides it: a test plays
+    a worker on another machine, whose death only its stale heartbeat can tell)."""
+    return os.environ.get("LORATUNE_HOST") or socket.gethostname()
 
 
 def _alive(pid: int) -> bool:

@@ -132,7 +132,7 @@ def recover_pool(study: SearchStudy) -> list[int]:
             pass
     if has_heartbeat(storage):
         before = {t.number for t in study.study.get_trials(deepcopy=False, states=(TrialState.FAIL,))}
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(optuna.exceptions.OptunaError), _quiet():  # flagged experimental
             optuna.storages.fail_stale_trials(study.study)  # requeues through the storage's callback
         after = {t.number for t in study.study.get_trials(deepcopy=False, states=(TrialState.FAIL,))}
         failed += sorted(after - before)
@@ -182,10 +182,11 @@ class PooledStudy(SearchStudy):
 
     def submit(self, config: RunConfig) -> None:
         key = config.key(self.fingerprint)
-        if key in self._submitted or self.lookup(key) is not None or self._live(key):
+        if key in self._submitted or self.lookup(key) is not None:
             return
-        self._submitted.add(key)
-        self.study.enqueue_trial({}, user_attrs=_config_attrs(config, key))
+        self._submitted.add(key)  # a live trial of an earlier sitting is the run too
+        if not self._live(key):
+            self.study.enqueue_trial({}, user_attrs=_config_attrs(config, key))
 
     def run(
         self, config: RunConfig, objective: Objective, *, trial: optuna.trial.Trial | None = None, prune: bool = False
@@ -446,6 +447,16 @@ def running_pool(study: PooledStudy, pool: WorkerPool) -> Iterator[WorkerPool]:
 class WorkerStudy(SearchStudy):
     """A worker's study: a run waits while a lower-numbered live trial holds its key (see the header)."""
 
+    def ask(self) -> optuna.trial.Trial:
+        trial = super().ask()
+        self._first_beat(trial._trial_id)
+        return trial
+
+    def _first_beat(self, trial_id: int) -> None:
+        """At once: a trial claimed by a remote worker that dies before training must still go stale."""
+        if has_heartbeat(self._storage):
+            self._storage.record_heartbeat(trial_id)
+
     def run(
         self, config: RunConfig, objective: Objective, *, trial: optuna.trial.Trial | None = None, prune: bool = False
     ) -> TrialRecord:
@@ -480,6 +491,7 @@ class WorkerStudy(SearchStudy):
                     continue
             except optuna.exceptions.UpdateFinishedTrialError:
                 continue
+            self._first_beat(t._trial_id)
             trial = optuna.Trial(self.study, t._trial_id)
             trial.set_user_attr("worker", f"{_host()}:{os.getpid()}")
             return trial
