@@ -454,8 +454,9 @@ class WorkerStudy(SearchStudy):
 
     def _first_beat(self, trial_id: int) -> None:
         """At once: a trial claimed by a remote worker that dies before training must still go stale."""
-        if has_heartbeat(self._storage):
-            self._storage.record_heartbeat(trial_id)
+        storage: Any = self._storage
+        if has_heartbeat(storage):
+            storage.record_heartbeat(trial_id)
 
     def run(
         self, config: RunConfig, objective: Objective, *, trial: optuna.trial.Trial | None = None, prune: bool = False
