@@ -29,6 +29,8 @@ lint: $(STAMP)
 test: lint
 	# The report test renders report.html in headless Chromium (Debian package `chromium`).
 	command -v chromium >/dev/null || apt-get install -y -q chromium || (apt-get update -q && apt-get install -y -q chromium) || { echo "chromium could not be installed: the report render test needs it"; exit 1; }
+	# The scale-out tests start their own PostgreSQL server (Debian package `postgresql`: initdb + pg_ctl).
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || apt-get install -y -q postgresql || (apt-get update -q && apt-get install -y -q postgresql) || { echo "postgresql could not be installed: the scale-out tests need it"; exit 1; }
 	$(VENV)/bin/pytest
 
 demo: $(STAMP)
