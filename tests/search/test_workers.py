@@ -254,3 +254,36 @@ def test_a_worker_from_another_machine_joins_and_its_death_is_found_by_heartbeat
     trained = _trained_keys(_records(url))
     assert len(trained) == len(set(trained))
     assert _best(out)["chosen"]["variant"] == CONFIG_PICK
+
+
+def test_real_tiny_model_trials_on_two_workers(tmp_path: Path, tiny_model: Path, qa_file: Path) -> None:
+    """`loratune search … --workers 2` with real training: each worker loads the model and trains its share;
+    the pick is the one-worker pick."""
+    from .cli_driver import __file__ as cli_driver
+
+    def search(out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+        args = [
+            "search", str(tiny_model), "--data", str(qa_file), "--out", str(out), "--steps", "2", "--batch-size", "2",
+            "--lr-runs", "2", "--max-length", "48", "--val-examples", "4", "--max-r", "4", "--modules",
+            "attention", "--lr", "5e-3", "--export", "peft", "--no-progress", *extra,
+        ]  # fmt: skip
+        return subprocess.run([sys.executable, cli_driver, *args], env=ENV, capture_output=True, text=True,
+                              timeout=300)  # fmt: skip
+
+    two = search(tmp_path / "two", "--workers", "2")
+    assert two.returncode == 0, two.stderr[-2000:]
+    logs = [p.read_text() for p in sorted((tmp_path / "two" / "workers").glob("worker-*.log"))]
+    assert len(logs) == 2 and all("done," in log and "done, 0 run(s)" not in log for log in logs)
+    records = read_journal(tmp_path / "two")
+    trained = _trained_keys(records)
+    assert len(trained) == len(set(trained)) >= 4
+    one = search(tmp_path / "one")
+    assert one.returncode == 0, one.stderr[-2000:]
+    assert _best(tmp_path / "two")["chosen"] == _best(tmp_path / "one")["chosen"]
+    assert (tmp_path / "two" / "exports" / "peft.json").read_text() == (tmp_path / "one" / "exports" / "peft.json").read_text()
+
+
+def read_journal(out: Path) -> list[Any]:
+    from loratune.search.storage import read_journal_records
+
+    return read_journal_records(out / "study.journal")

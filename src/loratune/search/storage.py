@@ -60,10 +60,15 @@ def journal_url(path: Path) -> str:
 def local_storage(out: Path, workers: int) -> str:
     """The default storage of a search in ``out``: the journal when several local workers share it (or
     a journal is already there, from such a run), else SQLite ``study.db``."""
-    journal = Path(out) / STUDY_JOURNAL
+    journal, db = Path(out) / STUDY_JOURNAL, Path(out) / "study.db"
+    if workers > 1 and db.is_file() and not journal.is_file():
+        raise ConfigError(
+            f"the search in {out} keeps its study in SQLite ({db.name}), which several workers must not share",
+            "resume it with --workers 1, or start it again with --workers N in another --out",
+        )
     if workers > 1 or journal.is_file():
         return journal_url(journal)
-    return f"sqlite:///{(Path(out) / 'study.db').resolve()}"
+    return f"sqlite:///{db.resolve()}"
 
 
 class RequeueDeadRun:
