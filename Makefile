@@ -48,6 +48,8 @@ bench: $(STAMP)
 	$(PY) bench/memory_accuracy.py
 	$(PY) bench/trial_throughput.py
 	LORATUNE_THREADS=1 $(PY) bench/search_efficiency.py
+	# 1 vs 2 workers (one thread each) on the demo's staged search and a 16-trial optuna search (≤ 15 min)
+	LORATUNE_THREADS=1 $(PY) bench/scale_out.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,159 @@
+"""How much faster is a search with two workers than with one, and does it pick the same config?
+
+The demo's staged search and a 16-trial optuna search on SmolLM2-135M-Instruct with the demo QA data, each
+run with 1 worker (in-process) and with 2 local worker processes (``run_search(workers=2)``: Optuna's
+journal file, one torch thread per worker), side by side in one run, each from an empty folder. Per
+strategy: wall-clock seconds of each, the speedup, total training tokens, whether the pick (and for staged
+the whole ``best_config.json`` but its timings) is identical, and runs trained twice (must be 0). Output:
+``bench/results/scale_out.json``::
+
+    {"staged": {"speedup", "same_pick", "duplicate_runs", …}, "optuna": {"speedup", "duplicate_runs", …}}
+
+Sized for ≤ 15 minutes on an idle 2-core machine: fewer steps (12, the demo trains 30) and validation
+examples (32, the demo uses 64) than ``make demo``; both searches share those per-run settings. The speedup
+counts everything a user waits for: the workers' start (each loads the model) included. Targets: staged
+≥ 1.6×, optuna ≥ 1.8×, the same staged pick, no duplicate runs.
+
+    .venv/bin/python bench/scale_out.py            # the measurement (machine otherwise idle)
+    .venv/bin/python bench/scale_out.py --tiny     # a dry run on a 2-layer model: checks the script only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from loratune.paths import write_atomic
+from loratune.search import SearchConfig, run_search
+from loratune.search.config import trial_code_hash
+
+ROOT = Path(__file__).resolve().parent
+WORKERS = (1, 2)
+TARGETS = {"staged.speedup": ">= 1.6", "optuna.speedup": ">= 1.8", "staged.same_pick": "true", "duplicate_runs": "0"}
+
+
+def log(msg: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {msg}", flush=True)
+
+
+def configs(tiny: Path | None, data: str) -> dict[str, SearchConfig]:
+    if tiny is not None:  # a dry run: seconds, not minutes
+        base = SearchConfig(model=str(tiny), data=data, steps=2, batch_size=2, max_length=48, val_examples=4,
+                            lr=5e-3, lr_runs=2, max_r=4, export="peft", threads=1)  # fmt: skip
+        return {"staged": base, "optuna": replace(base, strategy="optuna", trials=4)}
+    # The demo's search (make demo), with 12 steps and 32 validation examples so all four runs fit 15 min.
+    base = SearchConfig(model="smollm2-135m", data="demo", steps=12, batch_size=4, max_length=128, val_examples=32,
+                        lr=1e-3, lr_runs=2, max_r=32, export="peft,axolotl", threads=1)  # fmt: skip
+    return {"staged": base, "optuna": replace(base, strategy="optuna", trials=16)}
+
+
+def _records(out: Path) -> list[Any]:
+    from loratune.search.storage import STUDY_JOURNAL, read_journal_records
+    from loratune.search.study import read_study_records
+
+    if (out / STUDY_JOURNAL).is_file():
+        return read_journal_records(out / STUDY_JOURNAL)
+    return read_study_records(out / "study.db")
+
+
+def duplicate_runs(out: Path) -> int:
+    """Configs trained more than once in the study (a cache answer is not a run)."""
+    trained = Counter(r.key for r in _records(out) if r.result is not None and r.cached_study is None)
+    return sum(n - 1 for n in trained.values() if n > 1)
+
+
+def _comparable(best: dict[str, Any]) -> dict[str, Any]:
+    """best_config.json without what a clock decides (tokens/s, seconds) — what must be identical."""
+
+    def strip(x: Any) -> Any:
+        if isinstance(x, dict):
+            return {k: strip(v) for k, v in x.items() if k not in ("wall_seconds", "tokens_per_second", "seconds")}
+        if isinstance(x, list):
+            return [strip(v) for v in x]
+        return x
+
+    return dict(strip(best))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tiny", action="store_true", help="dry run on a tiny random model (checks the script)")
+    parser.add_argument("--work", type=Path, default=ROOT / "work" / "scale_out")
+    parser.add_argument("--out", type=Path, default=None, help="results file (default bench/results/scale_out.json)")
+    args = parser.parse_args()
+    os.environ.setdefault("LORATUNE_THREADS", "1")
+    tiny = None
+    data = "demo"
+    if args.tiny:
+        sys.path.insert(0, str(ROOT.parent / "tests" / "search"))
+        from tiny import make_qa_file, make_tiny_model  # type: ignore[import-not-found]
+
+        tiny = make_tiny_model(args.work / "tiny-model")
+        data = str(make_qa_file(args.work / "qa.jsonl"))
+    results_path = args.out or (args.work / "scale_out.json" if args.tiny else ROOT / "results" / "scale_out.json")
+
+    from loratune.trial.runner import quiet_libraries
+
+    quiet_libraries()
+    report: dict[str, Any] = {}
+    started = time.perf_counter()
+    for strategy, config in configs(tiny, data).items():
+        runs: dict[int, Any] = {}
+        for n in WORKERS:
+            out = args.work / f"{strategy}-{n}w"
+            shutil.rmtree(out, ignore_errors=True)
+            log(f"{strategy} search with {n} worker(s) → {out}")
+            t0 = time.perf_counter()
+            result = run_search(config, out, workers=n)
+            wall = time.perf_counter() - t0
+            best = json.loads((out / "best_config.json").read_text())
+            runs[n] = {"seconds": round(wall, 1), "result": result, "best": best, "dup": duplicate_runs(out)}
+            log(f"  {wall:.0f} s, {result.runs_trained} runs trained, {result.tokens:,} tokens, "
+                f"pick {result.choice.chosen.variant.label()} lr {result.choice.chosen.learning_rate:g}")  # fmt: skip
+        one, two = runs[1], runs[2]
+        pick = [r["result"].choice.chosen for r in (one, two)]
+        same_pick = pick[0].variant == pick[1].variant and pick[0].learning_rate == pick[1].learning_rate
+        report[strategy] = {
+            "speedup": round(one["seconds"] / two["seconds"], 3),
+            "seconds": {"1_worker": one["seconds"], "2_workers": two["seconds"]},
+            "tokens": {"1_worker": one["result"].tokens, "2_workers": two["result"].tokens},
+            "runs_trained": {"1_worker": one["result"].runs_trained, "2_workers": two["result"].runs_trained},
+            "same_pick": same_pick,
+            "same_best_config": _comparable(one["best"]) == _comparable(two["best"]),
+            "pick": {"1_worker": pick[0].variant.label(), "2_workers": pick[1].variant.label()},
+            "duplicate_runs": one["dup"] + two["dup"],
+        }
+        log(f"{strategy}: speedup {report[strategy]['speedup']:.2f}×, same pick: {same_pick}, "
+            f"duplicate runs: {report[strategy]['duplicate_runs']}")  # fmt: skip
+    c = configs(tiny, data)["staged"]
+    report["settings"] = {
+        "model": c.model if tiny is None else "tiny (2 layers, hidden 32) — a dry run, not a measurement",
+        "data": "demo" if tiny is None else "48 synthetic QA rows",
+        "per_run": {"steps": c.steps, "batch_size": c.batch_size, "max_length": c.max_length,
+                    "val_examples": c.val_examples, "lr_runs": c.lr_runs, "lr": c.lr, "max_r": c.max_r},  # fmt: skip
+        "optuna_trials": configs(tiny, data)["optuna"].trials,
+        "reduced_from_demo": "steps 12 (demo 30) and 32 val examples (demo 64), to fit 15 min; no --time-budget",
+        "workers": list(WORKERS),
+        "threads_per_worker": 1,
+        "local_storage": "1 worker: SQLite study.db; 2 workers: Optuna journal file study.journal",
+    }
+    report["targets"] = TARGETS
+    report["machine"] = {"cpu": platform.machine(), "cores": os.cpu_count()}
+    report["code"] = trial_code_hash()
+    report["elapsed_seconds"] = round(time.perf_counter() - started, 1)
+    results_path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(results_path, json.dumps(report, indent=1) + "\n")
+    log(f"wrote {results_path}")
+
+
+if __name__ == "__main__":
+    main()
