@@ -280,7 +280,8 @@ def test_real_tiny_model_trials_on_two_workers(tmp_path: Path, tiny_model: Path,
     one = search(tmp_path / "one")
     assert one.returncode == 0, one.stderr[-2000:]
     assert _best(tmp_path / "two")["chosen"] == _best(tmp_path / "one")["chosen"]
-    assert (tmp_path / "two" / "exports" / "peft.json").read_text() == (tmp_path / "one" / "exports" / "peft.json").read_text()
+    exports = [(tmp_path / d / "exports" / "peft.json").read_text() for d in ("two", "one")]
+    assert exports[0] == exports[1]
 
 
 def read_journal(out: Path) -> list[Any]:
