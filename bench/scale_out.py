@@ -138,8 +138,15 @@ def main() -> None:
     report["settings"] = {
         "model": c.model if tiny is None else "tiny (2 layers, hidden 32) — a dry run, not a measurement",
         "data": "demo" if tiny is None else "48 synthetic QA rows",
-        "per_run": {"steps": c.steps, "batch_size": c.batch_size, "max_length": c.max_length,
-                    "val_examples": c.val_examples, "lr_runs": c.lr_runs, "lr": c.lr, "max_r": c.max_r},  # fmt: skip
+        "per_run": {
+            "steps": c.steps,
+            "batch_size": c.batch_size,
+            "max_length": c.max_length,
+            "val_examples": c.val_examples,
+            "lr_runs": c.lr_runs,
+            "lr": c.lr,
+            "max_r": c.max_r,
+        },  # fmt: skip
         "optuna_trials": configs(tiny, data)["optuna"].trials,
         "reduced_from_demo": "steps 12 (demo 30) and 32 val examples (demo 64), to fit 15 min; no --time-budget",
         "workers": list(WORKERS),
