@@ -93,7 +93,7 @@ class SearchConfig:
             raise ConfigError(f"--tolerance must be in [0, 1), got {self.tolerance}", "use e.g. 0.01 (1 %)")
         if self.max_forgetting is not None and not (self.max_forgetting >= 0 and math.isfinite(self.max_forgetting)):
             raise ConfigError(
-                f"--max-forgetting must be a finite number >= 0, got {self.max_forgetting}", "use e.g. 0.05 (5 %)"
+                f"--max-forgetting must be >= 0, got {self.max_forgetting}", "use a finite fraction, e.g. 0.05 (5 %)"
             )
         if self.max_forgetting is not None and self.reference == "none":
             raise ConfigError("--max-forgetting needs reference text", "pass --reference demo (or a file)")
@@ -108,6 +108,12 @@ class SearchConfig:
         from loratune.search.space import parse_module_sets
 
         return parse_module_sets(self.modules)
+
+    def check_against(self, anatomy: Any) -> None:
+        """What needs the model's anatomy (no weights): every module set must match something in it."""
+        from loratune.search.space import check_module_sets
+
+        check_module_sets(anatomy, self.module_sets, top_half=self.try_layers and self.strategy == "staged")
 
     @property
     def exports(self) -> list[str]:

@@ -30,14 +30,16 @@ from loratune.search.events import (
     RunStarted,
     SearchEvent,
     SearchStarted,
+    StudyOpened,
     TrialsRecovered,
     ignore,
 )
 from loratune.search.knee import Choice, VariantScore, choose, score_variants
+from loratune.search.outdir import check_out_dir, removed_on_failure
 from loratune.search.saved import SEARCH_JSON, SavedSearch, read_search_json, write_search_json
 from loratune.search.space import RunConfig, Variant
 from loratune.search.staged import SearchOutcome, StagedOptions, planned_variants
-from loratune.search.study import Objective, SearchStudy, default_storage, run_counts
+from loratune.search.study import Objective, SearchStudy, default_storage, make_storage, run_counts
 from loratune.trial.types import TrainSettings, TrialResult
 
 __all__ = [
@@ -140,6 +142,7 @@ def load_inputs(config: SearchConfig, *, log: Log = ignore) -> SearchInputs:
 
     source = resolve_source(config.model)
     anatomy = load_anatomy(source)
+    config.check_against(anatomy)  # a --modules set that matches nothing is refused before the weights load
     log(ModelLoading(source.label))
     runner = TrialRunner(source, threads=config.threads)
     data = load_search_data(
@@ -190,7 +193,14 @@ def run_search(
     started = time.perf_counter()
     out = Path(out)
     with _optuna_verbosity(quiet_optuna):
-        inputs = inputs or load_inputs(config, log=log)
+        # Before any work: a folder that cannot be written, or a --storage that cannot be opened, is
+        # refused now (one connection attempt, with a timeout), not after the model has loaded.
+        check_out_dir(out)
+        opened = make_storage(storage) if storage is not None else None
+        if inputs is None:
+            inputs = load_inputs(config, log=log)
+        else:
+            config.check_against(inputs.anatomy)
         sized: dict[str, Any] | None = None
         if config.time_budget is not None:
             from loratune.search.timebudget import fit_to_budget
@@ -207,7 +217,7 @@ def run_search(
             n_reference=len(ref),
             settings=settings,
         )
-        study = _open_study(config, out, storage, fp)
+        study = _open_study(config, out, opened, fp)
         if sized is None and (out / SEARCH_JSON).is_file():  # a resume keeps what the budget chose
             sized = read_search_json(out / SEARCH_JSON).sized_by_budget
         saved = SavedSearch(replace(config, time_budget=None), fp, storage is not None, sized)
@@ -228,6 +238,7 @@ def run_search(
                 finished_before=len(study.finished()),
             )
         )
+        log(StudyOpened(config.model, out, storage is not None))
         if objective is None:
             if inputs.runner is None:
                 raise ConfigError("a search without a model runner needs an objective", "pass objective=...")
@@ -271,14 +282,18 @@ def run_search(
         )
 
 
-def _open_study(config: SearchConfig, out: Path, storage: str | None, fp: str) -> SearchStudy:
-    out.mkdir(parents=True, exist_ok=True)
-    sampler = pruner = None
-    if config.strategy == "optuna":
-        from loratune.search.optuna_strategy import make_sampler_and_pruner
+def _open_study(config: SearchConfig, out: Path, storage: Any, fp: str) -> SearchStudy:
+    """The study in ``out/study.db``, or in ``storage`` (already opened); a folder this call made is
+    removed again when the study cannot be opened (another model's study, a broken file)."""
+    with removed_on_failure(out):
+        out.mkdir(parents=True, exist_ok=True)
+        sampler = pruner = None
+        if config.strategy == "optuna":
+            from loratune.search.optuna_strategy import make_sampler_and_pruner
 
-        sampler, pruner = make_sampler_and_pruner(optuna_options(config), min_resource=max(1, config.steps // 2))
-    return SearchStudy(storage or default_storage(out), fingerprint=fp, sampler=sampler, pruner=pruner)
+            sampler, pruner = make_sampler_and_pruner(optuna_options(config), min_resource=max(1, config.steps // 2))
+        url = storage if storage is not None else default_storage(out)
+        return SearchStudy(url, fingerprint=fp, sampler=sampler, pruner=pruner)
 
 
 def _run_strategy(

@@ -92,7 +92,14 @@ def default_storage(out_dir: Path) -> str:
     return f"sqlite:///{(out_dir / 'study.db').resolve()}"
 
 
+CONNECT_TIMEOUT_S = 5
+
+
 def make_storage(url: str) -> optuna.storages.BaseStorage:
+    """Open (and create the tables of) the Optuna RDB storage at ``url``; a ConfigError when it cannot.
+
+    A server URL connects once, with a connect timeout of :data:`CONNECT_TIMEOUT_S` seconds: an
+    unreachable host fails in seconds instead of hanging for the OS's TCP timeout."""
     import optuna
 
     if url.startswith("sqlite:///"):  # SQLite creates the file, not its folder
@@ -100,12 +107,33 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # heartbeat_interval is flagged experimental
         try:
-            return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
+            return optuna.storages.RDBStorage(
+                url, engine_kwargs=engine_kwargs(url), heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S
+            )
         except Exception as e:  # bad URL, missing driver, unreachable server
             raise ConfigError(
-                f"cannot open the study storage {url!r}: {type(e).__name__}: {str(e)[:160]}",
+                f"cannot open the study storage {_shown(url)!r}: {type(e).__name__}: {str(e)[:160]}",
                 "pass an Optuna RDB URL such as sqlite:///runs/x/study.db or postgresql://user@host/db",
             ) from None
+
+
+def engine_kwargs(url: str) -> dict[str, Any] | None:
+    """SQLAlchemy engine options for ``url``: a connect timeout for the server dialects whose drivers
+    take ``connect_timeout`` (psycopg/psycopg2, PyMySQL/mysqlclient), unless the URL sets its own."""
+    scheme = url.split(":", 1)[0].lower()
+    if scheme.split("+")[0] in ("postgresql", "postgres", "mysql", "mariadb") and "connect_timeout" not in url:
+        return {"connect_args": {"connect_timeout": CONNECT_TIMEOUT_S}}
+    return None
+
+
+def _shown(url: str) -> str:
+    """The URL as an error message may show it: a password is masked."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not even a URL: shown as given (it holds no parsable password)
+        return url
 
 
 class SearchStudy:
@@ -113,7 +141,7 @@ class SearchStudy:
 
     def __init__(
         self,
-        storage: str,
+        storage: str | optuna.storages.BaseStorage,
         *,
         fingerprint: str,
         name: str = STUDY_NAME,
@@ -126,9 +154,10 @@ class SearchStudy:
         import optuna
 
         self.fingerprint = fingerprint
-        self._storage = make_storage(storage)
+        self._storage = make_storage(storage) if isinstance(storage, str) else storage
         if not create and name not in _study_names(self._storage):
-            raise ConfigError(f"no study named {name!r} in {storage}", "check the path or --storage URL")
+            where = _shown(storage) if isinstance(storage, str) else "the storage"
+            raise ConfigError(f"no study named {name!r} in {where}", "check the path or --storage URL")
         self.study = optuna.create_study(
             storage=self._storage,
             study_name=name,
@@ -299,11 +328,11 @@ def read_records_at(url: str, *, name: str = STUDY_NAME, what: str | None = None
     import optuna
     from sqlalchemy.exc import SQLAlchemyError
 
-    what = what or url
+    what = what or _shown(url)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            storage = optuna.storages.RDBStorage(url, skip_table_creation=True)
+            storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs(url), skip_table_creation=True)
             if name not in _study_names(storage):
                 raise ConfigError(f"{what} is not a loratune study (no study named {name!r})", _READ_HINT)
             study = optuna.load_study(study_name=name, storage=storage)
