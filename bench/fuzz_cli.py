@@ -356,6 +356,28 @@ def cases() -> list[Case]:
     add(Case(["report", "F/study_none", "--out", "F/afile/report.html"]))
     add(Case(["recommend", "gpt2", "--dataset-size", "100", "--export", "peft", "--out", "F/adir"]))
     add(Case(["recommend", "gpt2", "--dataset-size", "100", "--export", "peft", "--out", "F/afile/x.json"]))
+    # --- search / report: more numbers, names, folders (#11) ---------------------------------------
+    for flag, v in [
+        ("--lr", "inf"),
+        ("--max-forgetting", "nan"),
+        ("--time-budget", "0"),
+        ("--time-budget", "-5"),
+        ("--time-budget", "nan"),
+        ("--seed", "-1"),
+        ("--batch-size", "0"),
+        ("--max-length", "0"),
+        ("--lr-runs", "0"),
+    ]:
+        add(Case(["search", "smollm2-135m", "--data", "demo", "--out", "out", flag, v], why=f"search {flag} {v}"))
+    add(Case(["search", "smollm2-135m", "--modules", "q_prj", "--out", "out"], words=("did you mean",)))
+    add(Case(["search", "smollm2-135m", "--modules", "attention,re:(", "--out", "out"], why="bad regex set"))
+    add(Case(["search", "smollm2-135m", "--export", "peft,bogus", "--out", "out"], why="one bad format of two"))
+    add(Case(["search", "smollm2-135m", "--out", "/proc/loratune"], why="search --out not writable"))
+    add(Case(["search", "smollm2-135m", "--out", "out", "--storage", "sqlite:///F/afile/x.db"]))
+    for s in ("study_empty_db", "missing_study", "afile"):
+        add(Case(["search", "smollm2-135m", "--out", f"F/{s}", "--resume"], why=f"resume {s}"))
+    add(Case(["report", "F/study_none", "--out", "F/afile"], why="report --out is a file"))
+    add(Case(["report", "F/study_none", "--out", "/proc/loratune"], why="report --out not writable"))
     return c
 
 

@@ -102,11 +102,14 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
     unreachable host fails in seconds instead of hanging for the OS's TCP timeout."""
     import optuna
 
-    if url.startswith("sqlite:///"):  # SQLite creates the file, not its folder
-        Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings():
+    from loratune.search.outdir import removed_on_failure
+
+    folder = Path(url[len("sqlite:///") :]).parent if url.startswith("sqlite:///") else None
+    with warnings.catch_warnings(), removed_on_failure(folder or Path(".")):
         warnings.simplefilter("ignore")  # heartbeat_interval is flagged experimental
         try:
+            if folder is not None:  # SQLite creates the file, not its folder (removed again on failure)
+                folder.mkdir(parents=True, exist_ok=True)
             return optuna.storages.RDBStorage(
                 url, engine_kwargs=engine_kwargs(url), heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S
             )
