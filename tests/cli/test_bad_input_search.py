@@ -143,7 +143,7 @@ def test_a_bad_storage_leaves_no_study_folder(tmp_path: Path, capsys: pytest.Cap
 
 
 def test_a_server_url_connects_with_a_timeout() -> None:
-    from loratune.search.study import CONNECT_TIMEOUT_S, engine_kwargs
+    from loratune.search.storage import CONNECT_TIMEOUT_S, engine_kwargs
 
     assert engine_kwargs("postgresql://u@10.1.2.3/db") == {"connect_args": {"connect_timeout": CONNECT_TIMEOUT_S}}
     assert engine_kwargs("mysql+pymysql://u@h/db") == {"connect_args": {"connect_timeout": CONNECT_TIMEOUT_S}}

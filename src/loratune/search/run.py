@@ -39,7 +39,8 @@ from loratune.search.outdir import check_out_dir, removed_on_failure
 from loratune.search.saved import SEARCH_JSON, SavedSearch, read_search_json, write_search_json
 from loratune.search.space import RunConfig, Variant
 from loratune.search.staged import SearchOutcome, StagedOptions, planned_variants
-from loratune.search.study import Objective, SearchStudy, default_storage, make_storage, run_counts
+from loratune.search.storage import default_storage, make_storage
+from loratune.search.study import Objective, SearchStudy, run_counts
 from loratune.trial.types import TrainSettings, TrialResult
 
 __all__ = [

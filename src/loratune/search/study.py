@@ -25,14 +25,14 @@ from typing import TYPE_CHECKING, Any
 
 from loratune.errors import ConfigError
 from loratune.search.space import RunConfig, Variant
+from loratune.search.storage import HEARTBEAT_S, engine_kwargs, make_storage, shown_url
+from loratune.search.storage import default_storage as default_storage  # where callers have always found it
 from loratune.trial.types import TrialResult
 
 if TYPE_CHECKING:
     import optuna
 
 STUDY_NAME = "loratune"
-HEARTBEAT_S = 10
-GRACE_S = 60
 
 # A run: (config, on_eval) → result. on_eval(step, val_loss) returns True to stop (prune) the run.
 Objective = Callable[[RunConfig, Callable[[int, float], bool] | None], TrialResult]
@@ -88,57 +88,6 @@ def run_counts(records: list[TrialRecord]) -> tuple[int, int]:
     return trained, len(records) - trained
 
 
-def default_storage(out_dir: Path) -> str:
-    return f"sqlite:///{(out_dir / 'study.db').resolve()}"
-
-
-CONNECT_TIMEOUT_S = 5
-
-
-def make_storage(url: str) -> optuna.storages.BaseStorage:
-    """Open (and create the tables of) the Optuna RDB storage at ``url``; a ConfigError when it cannot.
-
-    A server URL connects once, with a connect timeout of :data:`CONNECT_TIMEOUT_S` seconds: an
-    unreachable host fails in seconds instead of hanging for the OS's TCP timeout."""
-    import optuna
-
-    from loratune.search.outdir import removed_on_failure
-
-    folder = Path(url[len("sqlite:///") :]).parent if url.startswith("sqlite:///") else None
-    with warnings.catch_warnings(), removed_on_failure(folder or Path(".")):
-        warnings.simplefilter("ignore")  # heartbeat_interval is flagged experimental
-        try:
-            if folder is not None:  # SQLite creates the file, not its folder (removed again on failure)
-                folder.mkdir(parents=True, exist_ok=True)
-            return optuna.storages.RDBStorage(
-                url, engine_kwargs=engine_kwargs(url), heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S
-            )
-        except Exception as e:  # bad URL, missing driver, unreachable server
-            raise ConfigError(
-                f"cannot open the study storage {_shown(url)!r}: {type(e).__name__}: {str(e)[:160]}",
-                "pass an Optuna RDB URL such as sqlite:///runs/x/study.db or postgresql://user@host/db",
-            ) from None
-
-
-def engine_kwargs(url: str) -> dict[str, Any] | None:
-    """SQLAlchemy engine options for ``url``: a connect timeout for the server dialects whose drivers
-    take ``connect_timeout`` (psycopg/psycopg2, PyMySQL/mysqlclient), unless the URL sets its own."""
-    scheme = url.split(":", 1)[0].lower()
-    if scheme.split("+")[0] in ("postgresql", "postgres", "mysql", "mariadb") and "connect_timeout" not in url:
-        return {"connect_args": {"connect_timeout": CONNECT_TIMEOUT_S}}
-    return None
-
-
-def _shown(url: str) -> str:
-    """The URL as an error message may show it: a password is masked."""
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # not even a URL: shown as given (it holds no parsable password)
-        return url
-
-
 class SearchStudy:
     """One persisted study plus the config-hash cache. ``cache_from`` lends other studies' results."""
 
@@ -159,7 +108,7 @@ class SearchStudy:
         self.fingerprint = fingerprint
         self._storage = make_storage(storage) if isinstance(storage, str) else storage
         if not create and name not in _study_names(self._storage):
-            where = _shown(storage) if isinstance(storage, str) else "the storage"
+            where = shown_url(storage) if isinstance(storage, str) else "the storage"
             raise ConfigError(f"no study named {name!r} in {where}", "check the path or --storage URL")
         self.study = optuna.create_study(
             storage=self._storage,
@@ -331,7 +280,7 @@ def read_records_at(url: str, *, name: str = STUDY_NAME, what: str | None = None
     import optuna
     from sqlalchemy.exc import SQLAlchemyError
 
-    what = what or _shown(url)
+    what = what or shown_url(url)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
