@@ -378,6 +378,8 @@ def cases() -> list[Case]:
         add(Case(["search", "smollm2-135m", "--out", f"F/{s}", "--resume"], why=f"resume {s}"))
     add(Case(["report", "F/study_none", "--out", "F/afile"], why="report --out is a file"))
     add(Case(["report", "F/study_none", "--out", "/proc/loratune"], why="report --out not writable"))
+    add(Case(["report", "F/study_none", "--storage", "sqlite:///new.db?mode=ro"], why="creates no SQLite file"))
+    add(Case(["report", "F/study_none", "--storage", "postgresql://u@10.1.2.3/db"], why="fails fast"))
     return c
 
 

@@ -262,3 +262,12 @@ def test_ctrl_c_before_the_study_exists_keeps_nothing(
     rc = run(["search", MODEL, "--out", str(tmp_path / "out")])
     assert rc == 130 and "interrupted: nothing was kept" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "url", ["sqlite:///{tmp}/no.db?mode=ro", "sqlite+pysqlite:///{tmp}/no.db", "sqlite://", "nosuch://x"]
+)
+def test_report_storage_creates_no_file(tmp_path: Path, capsys: pytest.CaptureFixture[str], url: str) -> None:
+    (tmp_path / "s").mkdir()
+    _refused(capsys, "report", str(tmp_path / "s"), "--storage", url.format(tmp=tmp_path))
+    assert [p.name for p in tmp_path.rglob("*")] == ["s"]  # SQLite creates a missing file on connect: not here
