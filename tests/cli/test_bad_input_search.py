@@ -271,3 +271,18 @@ def test_report_storage_creates_no_file(tmp_path: Path, capsys: pytest.CaptureFi
     (tmp_path / "s").mkdir()
     _refused(capsys, "report", str(tmp_path / "s"), "--storage", url.format(tmp=tmp_path))
     assert [p.name for p in tmp_path.rglob("*")] == ["s"]  # SQLite creates a missing file on connect: not here
+
+
+def test_a_search_refused_after_its_checks_leaves_no_sqlite_storage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import loratune.search.run as search_run
+    from loratune.errors import DataError
+
+    def bad_data(config: Any, log: Any) -> Any:
+        raise DataError("the data is bad", "fix it")
+
+    monkeypatch.setattr(search_run, "load_inputs", bad_data)
+    url = f"sqlite:///{tmp_path / 'st' / 'x.db'}"
+    _refused(capsys, "search", MODEL, "--out", str(tmp_path / "out"), "--storage", url, says="the data is bad")
+    assert list(tmp_path.iterdir()) == []  # neither the folder nor the database file was made

@@ -39,7 +39,7 @@ from loratune.search.outdir import check_out_dir, removed_on_failure
 from loratune.search.saved import SEARCH_JSON, SavedSearch, read_search_json, write_search_json
 from loratune.search.space import RunConfig, Variant
 from loratune.search.staged import SearchOutcome, StagedOptions, planned_variants
-from loratune.search.storage import default_storage, make_storage
+from loratune.search.storage import default_storage, open_early
 from loratune.search.study import Objective, SearchStudy, run_counts
 from loratune.trial.types import TrainSettings, TrialResult
 
@@ -197,7 +197,7 @@ def run_search(
         # Before any work: a folder that cannot be written, or a --storage that cannot be opened, is
         # refused now (one connection attempt, with a timeout), not after the model has loaded.
         check_out_dir(out)
-        opened = make_storage(storage) if storage is not None else None
+        opened = open_early(storage)
         if inputs is None:
             inputs = load_inputs(config, log=log)
         else:

@@ -6,6 +6,7 @@ timeout; a failure is one ConfigError, and a SQLite folder made for it is remove
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -70,4 +71,21 @@ def shown_url(url: str) -> str:
         return url
 
 
-__all__ = ["CONNECT_TIMEOUT_S", "default_storage", "engine_kwargs", "make_storage", "shown_url"]
+def open_early(url: str | None) -> optuna.storages.BaseStorage | str | None:
+    """A server ``--storage`` is opened now (a bad URL or an unreachable host fails before the model
+    loads); a SQLite one only has its folder checked, and is opened with the study, so a search refused
+    later (bad data) leaves no database file behind."""
+    from loratune.search.outdir import check_out_dir
+
+    if url is None:
+        return None
+    sqlite = re.match(r"sqlite(\+\w+)?:///", url, re.IGNORECASE)
+    if sqlite is None:
+        return make_storage(url)
+    path = url[sqlite.end() :].split("?", 1)[0]
+    if path:
+        check_out_dir(Path(path).parent, flag="--storage")
+    return url
+
+
+__all__ = ["CONNECT_TIMEOUT_S", "default_storage", "engine_kwargs", "make_storage", "open_early", "shown_url"]
