@@ -398,7 +398,9 @@ def run_case(case: Case, work: Path, fx: Path, timeout: float) -> Outcome:
     os.symlink(fx, cwd / "F")
     argv = [a.replace("F/", f"{cwd}/F/") if a.startswith("F/") else a for a in case.argv]
     before = snapshot(cwd, fx)
-    env = {**os.environ, "COLUMNS": "100", "NO_COLOR": "1", "LORATUNE_THREADS": "1"}
+    # This checkout's code, whichever copy the venv has installed (cases run in a temp folder).
+    pythonpath = os.pathsep.join(p for p in (str(ROOT / "src"), os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "COLUMNS": "100", "NO_COLOR": "1", "LORATUNE_THREADS": "1", "PYTHONPATH": pythonpath}
     t = time.perf_counter()
     try:
         p = subprocess.run(
