@@ -135,7 +135,7 @@ def check_adapter_values(kw: dict[str, Any], *, where: str = "", flags: dict[str
             continue
         if flags and key in flags:
             name = f"{flags[key]} ({key})"
-            _check_number_key(value, name, key, kind, low, high, low_open)
+            _check_number_key(value, name, key, kind, low, high, low_open, f"use e.g. {flags[key]} {_EXAMPLE[key]}")
             continue
         _check_number_key(value, f"{where}{key}", key, kind, low, high, low_open)
     for key in _ADAPTER_BOOLS:
@@ -173,8 +173,10 @@ def check_adapter_values(kw: dict[str, Any], *, where: str = "", flags: dict[str
                 raise ConfigError(f"{where}{key}[{name!r}] must be a positive {kind[3:]}, got {v!r}", "fix it")
 
 
-def _check_number_key(value: Any, name: str, key: str, kind: str, low: float, high: float, low_open: bool) -> None:
-    fix = f"e.g. {key}={_EXAMPLE[key]}"
+def _check_number_key(
+    value: Any, name: str, key: str, kind: str, low: float, high: float, low_open: bool, fix: str = ""
+) -> None:
+    fix = fix or f"use e.g. {key}={_EXAMPLE[key]}"
     if isinstance(value, bool) or not isinstance(value, int if kind == _INT else (int, float)):
         raise ConfigError(f"{name} must be {kind}, got {value!r}", fix)
     if not math.isfinite(value):
