@@ -175,7 +175,7 @@ CHEAP_FAILURES = [
     (["train", "smollm2-135m", "--data", "/nonexistent.jsonl"], "/nonexistent.jsonl does not exist"),
     (["eval", "smollm2-135m", "--data", "/nonexistent.jsonl"], "/nonexistent.jsonl does not exist"),
     (["train", "smollm2-135m", "--data", "{bad_suffix}"], "unknown data file type '.xyz'"),
-    (["train", "smollm2-135m", "--data", "{good}", "--val-fraction", "1.5"], "--val-fraction (validation"),
+    (["train", "smollm2-135m", "--data", "{good}", "--val-fraction", "1.5"], "validation fraction must be in (0, 1)"),
     (["train", "smollm2-135m", "--data", "{good}", "--reference", "/none.jsonl"], "/none.jsonl does not exist"),
     (["train", "smollm2-135m", "--data", "{good}", "--lr", "-1"], "--lr (learning_rate) must be greater than 0"),
     (["train", "smollm2-135m", "--data", "{good}", "--dtype", "fp8"], "unknown compute dtype 'fp8'"),

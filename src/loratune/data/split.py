@@ -36,6 +36,6 @@ def check_val_fraction(val_fraction: float, *, allow_zero: bool = True) -> None:
     if isinstance(val_fraction, bool) or not (low_ok and val_fraction < 1.0):
         span = "[0, 1)" if allow_zero else "(0, 1)"
         raise DataError(
-            f"--val-fraction (validation fraction) must be in {span}, got {val_fraction}",
+            f"--val-fraction: the validation fraction must be in {span}, got {val_fraction}",
             "pass e.g. --val-fraction 0.1, or --val-data FILE",
         )
