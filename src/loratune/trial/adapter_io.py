@@ -114,17 +114,18 @@ def load_adapter(base: Any, directory: Path) -> Any:
     from peft import PeftModel
 
     fix = "evaluate the adapter with the base model it was trained on"
+    # Recorded under the caller's filters (what they silence stays silent), PEFT's one warning always.
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+        warnings.filterwarnings("always", message=".*missing adapter keys")
         try:
             model = PeftModel.from_pretrained(base, str(directory), is_trainable=False)
         except (ValueError, RuntimeError, KeyError, TypeError, AttributeError) as e:
             raise TrialError(f"the adapter {directory} does not fit the model: {_first_line(e)}", fix) from None
     # PEFT only warns when adapter weights are missing (its load result is not returned by from_pretrained).
     missing = [str(w.message) for w in caught if "missing adapter keys" in str(w.message)]
-    for w in caught:
+    for w in caught:  # the rest are shown as they would have been
         if str(w.message) not in missing:
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     if missing:
         model.unload()
         raise TrialError(f"the adapter {directory} does not fit the model: {missing[0][:200]}", fix)
