@@ -115,6 +115,7 @@ def test_peft_keys_cover_every_lora_and_adalora_field():
         ('{"training": {"learning_rate": Infinity}}', ["training.learning_rate = inf"]),
         ('{"training": {"per_device_train_batch_size": 0}}', ["'training': --batch-size (batch_size)"]),
         ('{"training": {"warmup_typo": 1}}', ["warmup_typo"]),
+        ('{"config": {"peft_type": "IA3"}}', ["config.peft_type 'IA3'"]),
     ],
 )
 def test_a_malformed_config_file_is_one_error_naming_file_and_place(tmp_path, text, needles):

@@ -118,6 +118,11 @@ def read_config_file(path: Path) -> dict[str, Any]:
             f"{where}: unknown key(s) in 'config': {', '.join(map(repr, unknown))}",
             "use PEFT LoraConfig/AdaLoraConfig names (r, lora_alpha, target_modules, ...)",
         )
+    peft_type = config.get("peft_type")
+    if peft_type is not None and str(peft_type).upper() not in ("LORA", "ADALORA"):
+        raise ConfigError(
+            f"{where}: config.peft_type {peft_type!r} is not an adapter loratune trains", "use LORA or ADALORA"
+        )
     try:
         training_fields(data.get("training") or {}, check=True)
     except ConfigError as e:

@@ -38,11 +38,11 @@ class TrainSettings:
         # Every value checked here, once, whoever builds the settings (CLI flags, a --config file, the
         # search): a wrong type, NaN/inf or a value with no meaning is one ConfigError naming the field
         # and its flag, before any model is loaded.
-        for name, (kind, low, high, low_open, example) in _RULES.items():
+        for name, (kind, low, high, bounds, example) in _RULES.items():
             value = getattr(self, name)
             if value is None and name in _OPTIONAL:
                 continue
-            problem = _check_number(value, kind, low, high, low_open)
+            problem = _check_number(value, kind, low, high, bounds)
             if problem:
                 raise ConfigError(f"{_label(name)} {problem}, got {value!r}", f"use e.g. {_example(name, example)}")
         if not isinstance(self.grad_checkpointing, bool):
@@ -157,20 +157,20 @@ FLAGS = {
     "grad_checkpointing": "--grad-checkpointing",
 }
 MAX_SEED = 2**32 - 1  # numpy's and most seeders' range; torch's is wider
-# field: (int or float, low, high, low bound open?, example value); warmup_ratio's high bound is open.
-_RULES: dict[str, tuple[type, float, float, bool, str]] = {
-    "learning_rate": (float, 0.0, math.inf, True, "2e-4"),
-    "batch_size": (int, 1, math.inf, False, "8"),
-    "grad_accum": (int, 1, math.inf, False, "1"),
-    "max_steps": (int, 1, math.inf, False, "100"),
-    "epochs": (float, 0.0, math.inf, True, "1"),
-    "warmup_ratio": (float, 0.0, 1.0, False, "0.05"),
-    "weight_decay": (float, 0.0, math.inf, False, "0.01"),
-    "max_grad_norm": (float, 0.0, math.inf, False, "1.0 (0 turns clipping off)"),
-    "max_length": (int, 2, math.inf, False, "512"),
-    "seed": (int, 0, MAX_SEED, False, "0"),
-    "eval_every": (int, 1, math.inf, False, "50 (or leave it unset)"),
-    "eval_batches": (int, 1, math.inf, False, "4 (or leave it unset)"),
+# field: (int or float, low, high, bounds, example value); bounds "(]" excludes low, "[)" excludes high.
+_RULES: dict[str, tuple[type, float, float, str, str]] = {
+    "learning_rate": (float, 0.0, math.inf, "(]", "2e-4"),
+    "batch_size": (int, 1, math.inf, "[]", "8"),
+    "grad_accum": (int, 1, math.inf, "[]", "1"),
+    "max_steps": (int, 1, math.inf, "[]", "100"),
+    "epochs": (float, 0.0, math.inf, "(]", "1"),
+    "warmup_ratio": (float, 0.0, 1.0, "[)", "0.05"),
+    "weight_decay": (float, 0.0, math.inf, "[]", "0.01"),
+    "max_grad_norm": (float, 0.0, math.inf, "[]", "1.0 (0 turns clipping off)"),
+    "max_length": (int, 2, math.inf, "[]", "512"),
+    "seed": (int, 0, MAX_SEED, "[]", "0"),
+    "eval_every": (int, 1, math.inf, "[]", "50 (or leave it unset)"),
+    "eval_batches": (int, 1, math.inf, "[]", "4 (or leave it unset)"),
 }
 _OPTIONAL = {"max_steps", "eval_every", "eval_batches"}
 
@@ -185,21 +185,21 @@ def _example(name: str, example: str) -> str:
     return f"{flag} {example}" if flag else f"{name}={example}"
 
 
-def _check_number(value: Any, kind: type, low: float, high: float, low_open: bool) -> str | None:
-    """Why ``value`` is not a valid number of this kind and range (None when it is)."""
+def _check_number(value: Any, kind: type, low: float, high: float, bounds: str) -> str | None:
+    """Why ``value`` is not a valid number of this kind in this interval (None when it is)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return "must be a number" if kind is float else "must be an integer"
     if kind is int and not isinstance(value, int):
         return "must be an integer"
     if not math.isfinite(value):
         return "must be a finite number"
-    high_open = high == 1.0  # a share: [0, 1)
-    span = f"must be in {'(' if low_open else '['}{_num(low)}, {_num(high)}{')' if high_open else ']'}"
+    low_open, high_open = bounds[0] == "(", bounds[1] == ")"
     if (value <= low) if low_open else (value < low):
         if high == math.inf:
             return f"must be greater than {_num(low)}" if low_open else f"must be at least {_num(low)}"
-        return span
-    return span if (value >= high if high_open else value > high) else None
+    elif not ((value >= high) if high_open else (value > high)):
+        return None
+    return f"must be in {bounds[0]}{_num(low)}, {_num(high)}{bounds[1]}"
 
 
 def _num(x: float) -> str:
