@@ -380,6 +380,26 @@ def cases() -> list[Case]:
     add(Case(["report", "F/study_none", "--out", "/proc/loratune"], why="report --out not writable"))
     add(Case(["report", "F/study_none", "--storage", "sqlite:///new.db?mode=ro"], why="creates no SQLite file"))
     add(Case(["report", "F/study_none", "--storage", "postgresql://u@10.1.2.3/db"], why="fails fast"))
+    # --- train / eval: more numbers, files and folders (issue #11) ----------------------------------------
+    for flag, v in [
+        ("--epochs", "inf"),
+        ("--warmup-ratio", "-0.1"),
+        ("--dropout", "nan"),
+        ("--alpha", "inf"),
+        ("--r", "99999999999999999999999"),
+        ("--grad-accum", "-1"),
+        ("--eval-batches", "-1"),
+        ("--lr", "1e400"),
+    ]:
+        add(Case(["train", "smollm2-135m", "--data", "demo", flag, v], why=f"train {flag} {v}"))
+    add(Case(["train", "smollm2-135m", "--data", "demo", "--out", "F"], why="--out: a folder of other files"))
+    add(Case(["train", "smollm2-135m", "--data", "demo", "--config", "F/good.jsonl"], why="JSONL as --config"))
+    add(Case(["train", "smollm2-135m", "--data", "F/good.jsonl", "--val-data", "F/empty.jsonl"]))
+    add(Case(["train", "smollm2-135m", "--data", "demo", "--reference", "F/data.xyz"]))
+    for f in ("wrongcol.jsonl", "nonutf8.jsonl", "data.xyz", "bad.csv", "adir"):
+        add(Case(["eval", "smollm2-135m", "--data", f"F/{f}"], why=f"eval --data {f}"))
+    add(Case(["eval", "smollm2-135m", "--data", "demo", "--adapter", "F/model_badst"], why="a model, not an adapter"))
+    add(Case(["eval", "smollm2-135m", "--data", "demo", "--seed", "-1"]))
     return c
 
 
