@@ -12,6 +12,7 @@ from rich.table import Table
 
 from loratune.anatomy.targets import TargetSpec, parse_targets
 from loratune.budget import METHODS, AdapterSpec
+from loratune.budget.spec import default_alpha
 from loratune.cli.common import JsonOpt, ModelArg, console, err_console, print_json, warn_lines
 from loratune.cli.interrupt import keep_note
 from loratune.errors import ConfigError
@@ -218,7 +219,7 @@ def _adapter(
     if alpha is not None:
         kw["alpha"] = alpha
     elif r is not None or "alpha" not in kw:
-        kw["alpha"] = 2 * kw["r"]  # seed rule: alpha = 2r
+        kw["alpha"] = default_alpha(kw["r"])
     for key, value in (("method", method), ("dropout", dropout), ("target_r", target_r)):
         if value is not None:
             kw[key] = value
