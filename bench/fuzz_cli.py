@@ -356,6 +356,50 @@ def cases() -> list[Case]:
     add(Case(["report", "F/study_none", "--out", "F/afile/report.html"]))
     add(Case(["recommend", "gpt2", "--dataset-size", "100", "--export", "peft", "--out", "F/adir"]))
     add(Case(["recommend", "gpt2", "--dataset-size", "100", "--export", "peft", "--out", "F/afile/x.json"]))
+    # --- search / report: more numbers, names, folders (#11) ---------------------------------------
+    for flag, v in [
+        ("--lr", "inf"),
+        ("--max-forgetting", "nan"),
+        ("--time-budget", "0"),
+        ("--time-budget", "-5"),
+        ("--time-budget", "nan"),
+        ("--seed", "-1"),
+        ("--batch-size", "0"),
+        ("--max-length", "0"),
+        ("--lr-runs", "0"),
+    ]:
+        add(Case(["search", "smollm2-135m", "--data", "demo", "--out", "out", flag, v], why=f"search {flag} {v}"))
+    add(Case(["search", "smollm2-135m", "--modules", "q_prj", "--out", "out"], words=("did you mean",)))
+    add(Case(["search", "smollm2-135m", "--modules", "attention,re:(", "--out", "out"], why="bad regex set"))
+    add(Case(["search", "smollm2-135m", "--export", "peft,bogus", "--out", "out"], why="one bad format of two"))
+    add(Case(["search", "smollm2-135m", "--out", "/proc/loratune"], why="search --out not writable"))
+    add(Case(["search", "smollm2-135m", "--out", "out", "--storage", "sqlite:///F/afile/x.db"]))
+    for s in ("study_empty_db", "missing_study", "afile"):
+        add(Case(["search", "smollm2-135m", "--out", f"F/{s}", "--resume"], why=f"resume {s}"))
+    add(Case(["report", "F/study_none", "--out", "F/afile"], why="report --out is a file"))
+    add(Case(["report", "F/study_none", "--out", "/proc/loratune"], why="report --out not writable"))
+    add(Case(["report", "F/study_none", "--storage", "sqlite:///new.db?mode=ro"], why="creates no SQLite file"))
+    add(Case(["report", "F/study_none", "--storage", "postgresql://u@10.1.2.3/db"], why="fails fast"))
+    # --- train / eval: more numbers, files and folders (issue #11) ----------------------------------------
+    for flag, v in [
+        ("--epochs", "inf"),
+        ("--warmup-ratio", "-0.1"),
+        ("--dropout", "nan"),
+        ("--alpha", "inf"),
+        ("--r", "99999999999999999999999"),
+        ("--grad-accum", "-1"),
+        ("--eval-batches", "-1"),
+        ("--lr", "1e400"),
+    ]:
+        add(Case(["train", "smollm2-135m", "--data", "demo", flag, v], why=f"train {flag} {v}"))
+    add(Case(["train", "smollm2-135m", "--data", "demo", "--out", "F"], why="--out: a folder of other files"))
+    add(Case(["train", "smollm2-135m", "--data", "demo", "--config", "F/good.jsonl"], why="JSONL as --config"))
+    add(Case(["train", "smollm2-135m", "--data", "F/good.jsonl", "--val-data", "F/empty.jsonl"]))
+    add(Case(["train", "smollm2-135m", "--data", "demo", "--reference", "F/data.xyz"]))
+    for f in ("wrongcol.jsonl", "nonutf8.jsonl", "data.xyz", "bad.csv", "adir"):
+        add(Case(["eval", "smollm2-135m", "--data", f"F/{f}"], why=f"eval --data {f}"))
+    add(Case(["eval", "smollm2-135m", "--data", "demo", "--adapter", "F/model_badst"], why="a model, not an adapter"))
+    add(Case(["eval", "smollm2-135m", "--data", "demo", "--seed", "-1"]))
     return c
 
 
@@ -374,7 +418,9 @@ def run_case(case: Case, work: Path, fx: Path, timeout: float) -> Outcome:
     os.symlink(fx, cwd / "F")
     argv = [a.replace("F/", f"{cwd}/F/") if a.startswith("F/") else a for a in case.argv]
     before = snapshot(cwd, fx)
-    env = {**os.environ, "COLUMNS": "100", "NO_COLOR": "1", "LORATUNE_THREADS": "1"}
+    # This checkout's code, whichever copy the venv has installed (cases run in a temp folder).
+    pythonpath = os.pathsep.join(p for p in (str(ROOT / "src"), os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "COLUMNS": "100", "NO_COLOR": "1", "LORATUNE_THREADS": "1", "PYTHONPATH": pythonpath}
     t = time.perf_counter()
     try:
         p = subprocess.run(

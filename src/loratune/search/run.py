@@ -30,13 +30,16 @@ from loratune.search.events import (
     RunStarted,
     SearchEvent,
     SearchStarted,
+    StudyOpened,
     TrialsRecovered,
     ignore,
 )
 from loratune.search.knee import Choice, VariantScore, choose, score_variants
+from loratune.search.outdir import check_out_dir, removed_on_failure
 from loratune.search.saved import SEARCH_JSON, SavedSearch, read_search_json, write_search_json
 from loratune.search.space import RunConfig, Variant
 from loratune.search.staged import SearchOutcome, StagedOptions, planned_variants
+from loratune.search.storage import open_early
 from loratune.search.study import Objective, SearchStudy, run_counts
 from loratune.trial.types import TrainSettings, TrialResult
 
@@ -140,6 +143,7 @@ def load_inputs(config: SearchConfig, *, log: Log = ignore) -> SearchInputs:
 
     source = resolve_source(config.model)
     anatomy = load_anatomy(source)
+    config.check_against(anatomy)  # a --modules set that matches nothing is refused before the weights load
     log(ModelLoading(source.label))
     runner = TrialRunner(source, threads=config.threads)
     data = load_search_data(
@@ -195,7 +199,14 @@ def run_search(
     started = time.perf_counter()
     out = Path(out)
     with _optuna_verbosity(quiet_optuna):
-        inputs = inputs or load_inputs(config, log=log)
+        # Before any work: a folder that cannot be written, or a --storage that cannot be opened, is
+        # refused now (one connection attempt, with a timeout), not after the model has loaded.
+        check_out_dir(out)
+        opened = open_early(storage)
+        if inputs is None:
+            inputs = load_inputs(config, log=log)
+        else:
+            config.check_against(inputs.anatomy)
         sized: dict[str, Any] | None = None
         if config.time_budget is not None:
             from loratune.search.timebudget import fit_to_budget
@@ -212,7 +223,7 @@ def run_search(
             n_reference=len(ref),
             settings=settings,
         )
-        study = _open_study(config, out, storage, fp, workers)
+        study = _open_study(config, out, opened, fp, workers, storage)
         if sized is None and (out / SEARCH_JSON).is_file():  # a resume keeps what the budget chose
             sized = read_search_json(out / SEARCH_JSON).sized_by_budget
         saved = SavedSearch(replace(config, time_budget=None), fp, storage is not None, sized)
@@ -233,6 +244,7 @@ def run_search(
                 finished_before=len(study.finished()),
             )
         )
+        log(StudyOpened(config.model, out, storage is not None))
         if objective is None:
             if inputs.runner is None:
                 raise ConfigError("a search without a model runner needs an objective", "pass objective=...")
@@ -283,22 +295,29 @@ def run_search(
         )
 
 
-def _open_study(config: SearchConfig, out: Path, storage: str | None, fp: str, workers: int = 1) -> SearchStudy:
+def _open_study(
+    config: SearchConfig, out: Path, storage: Any, fp: str, workers: int = 1, url: str | None = None
+) -> SearchStudy:
+    """The study in ``out`` (``study.db``; ``study.journal`` for several local workers), or in ``storage``
+    (already opened; ``url`` is its URL, for the workers); a folder this call made is removed again when the
+    study cannot be opened (another model's study, a broken file). The search's options are bound to it."""
     from loratune.search.storage import local_storage
     from loratune.search.workers import bind_options, open_pooled_study
 
-    out.mkdir(parents=True, exist_ok=True)
-    sampler = pruner = None
-    if config.strategy == "optuna":
-        from loratune.search.optuna_strategy import make_sampler_and_pruner
+    with removed_on_failure(out):
+        out.mkdir(parents=True, exist_ok=True)
+        sampler = pruner = None
+        if config.strategy == "optuna":
+            from loratune.search.optuna_strategy import make_sampler_and_pruner
 
-        sampler, pruner = make_sampler_and_pruner(optuna_options(config), min_resource=max(1, config.steps // 2))
-    url = storage or local_storage(out, workers)  # several local workers share a journal file
-    if workers > 1:
-        return open_pooled_study(url, fp, config, sampler=sampler, pruner=pruner)
-    study = SearchStudy(url, fingerprint=fp, sampler=sampler, pruner=pruner)
-    bind_options(study, config)
-    return study
+            sampler, pruner = make_sampler_and_pruner(optuna_options(config), min_resource=max(1, config.steps // 2))
+        if storage is None:
+            storage = url = local_storage(out, workers)  # several local workers share a journal file
+        if workers > 1:
+            return open_pooled_study(storage, url or str(storage), fp, config, sampler=sampler, pruner=pruner)
+        study = SearchStudy(storage, fingerprint=fp, sampler=sampler, pruner=pruner)
+        bind_options(study, config)
+        return study
 
 
 def _run_strategy(

@@ -1,5 +1,9 @@
-"""Where a study lives, opened the way many workers need it: an Optuna RDB (PostgreSQL, MySQL, SQLite) with
-heartbeats and Optuna's stale-trial retry, or an Optuna journal file for several workers on one machine.
+"""Where a study lives, opened the way one or many workers need it: an Optuna RDB storage from a URL
+(``sqlite:///<out>/study.db`` by default; PostgreSQL for workers on several machines) with heartbeats and
+Optuna's stale-trial retry, or an Optuna journal file for several workers on one machine.
+
+Opening is the one place a search contacts a server: only the URL the user passed, once, with a connect
+timeout; a failure is one ConfigError, and a SQLite folder made for it is removed again.
 
 Which storage for which setup (Optuna's own advice, "Easy Parallelization" and ``RDBStorage``'s notes):
 - one worker, no server: SQLite ``<out>/study.db`` (the default, as before);
@@ -9,9 +13,9 @@ Which storage for which setup (Optuna's own advice, "Easy Parallelization" and `
   same waiting trial upgrade their read locks at once and one of them fails with "database is locked"
   instead of waiting. The journal appends each operation under a lock file and every reader replays
   the log in one order, so claiming a waiting trial (WAITING → RUNNING) has exactly one winner. The
-  journal has no heartbeat: a dead *local* worker is found by its pid (``SearchStudy.recover``);
+  journal has no heartbeat: a dead *local* worker is found by its pid (``workers.recover_pool``);
 - workers on several machines: an RDB server (PostgreSQL) by ``--storage postgresql://…``; a dead
-  remote worker is found by its Optuna heartbeat going stale (``HEARTBEAT_S`` / ``GRACE_S``).
+  remote worker is found by its Optuna heartbeat going stale (``heartbeat_s()`` / ``grace_s()``).
 
 A failed-by-death trial is requeued by Optuna's ``RetryHeartbeatStaleTrialCallback`` (the 4.9+ name of
 the deprecated ``RetryFailedTrialCallback``): a WAITING copy with the same params and user attributes
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,19 +36,26 @@ from loratune.errors import ConfigError
 if TYPE_CHECKING:
     import optuna
 
+HEARTBEAT_S = 10  # defaults of heartbeat_s() / grace_s()
+GRACE_S = 60
+CONNECT_TIMEOUT_S = 5
 JOURNAL_SCHEME = "journal:///"
 STUDY_JOURNAL = "study.journal"
 MAX_RETRY = 3  # a config whose worker died this many times is left failed (it would kill the next one too)
 
 
+def default_storage(out_dir: Path) -> str:
+    return f"sqlite:///{(out_dir / 'study.db').resolve()}"
+
+
 def heartbeat_s() -> int:
     """Seconds between a training worker's heartbeats (``LORATUNE_HEARTBEAT_S``; tests shorten it)."""
-    return _int_env("LORATUNE_HEARTBEAT_S", 10)
+    return _int_env("LORATUNE_HEARTBEAT_S", HEARTBEAT_S)
 
 
 def grace_s() -> int:
     """Seconds without a heartbeat after which a run counts as dead (``LORATUNE_GRACE_S``)."""
-    return _int_env("LORATUNE_GRACE_S", 60)
+    return _int_env("LORATUNE_GRACE_S", GRACE_S)
 
 
 def _int_env(name: str, default: int) -> int:
@@ -92,43 +104,90 @@ class RequeueDeadRun:
             self._retry(study, trial)
 
 
-def open_storage(url: str) -> optuna.storages.BaseStorage:
-    """The Optuna storage at ``url``: ``journal:///abs/path`` or any SQLAlchemy URL Optuna's RDB accepts."""
+def make_storage(url: str) -> optuna.storages.BaseStorage:
+    """Open (and create the tables of) the Optuna storage at ``url``: ``journal:///abs/path`` (several local
+    workers) or an RDB URL; a ConfigError when it cannot.
+
+    A server URL connects once, with a connect timeout of :data:`CONNECT_TIMEOUT_S` seconds: an
+    unreachable host fails in seconds instead of hanging for the OS's TCP timeout."""
     import optuna
 
-    if url.startswith(JOURNAL_SCHEME):
-        path = Path("/" + url[len(JOURNAL_SCHEME) :])
-        path.parent.mkdir(parents=True, exist_ok=True)
-        from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+    from loratune.search.outdir import removed_on_failure
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            lock = JournalFileOpenLock(str(path))
-            return optuna.storages.JournalStorage(JournalFileBackend(str(path), lock_obj=lock))
-    if url.startswith("sqlite:///"):  # SQLite creates the file, not its folder
-        Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
-    kwargs: dict[str, Any] = {}
-    if not url.startswith("sqlite"):
-        # A server may restart under a long search: test pooled connections before use, fail fast when
-        # it is gone (a worker then stops with one line instead of hanging).
-        kwargs = {"pool_pre_ping": True}
-        if url.startswith("postgresql"):
-            kwargs["connect_args"] = {"connect_timeout": 10}
-    with warnings.catch_warnings():
+    if url.startswith(JOURNAL_SCHEME):
+        return _journal(Path("/" + url[len(JOURNAL_SCHEME) :]), create=True)
+    folder = Path(url[len("sqlite:///") :]).parent if url.startswith("sqlite:///") else None
+    with warnings.catch_warnings(), removed_on_failure(folder or Path(".")):
         warnings.simplefilter("ignore")  # heartbeat_interval is flagged experimental
         try:
+            if folder is not None:  # SQLite creates the file, not its folder (removed again on failure)
+                folder.mkdir(parents=True, exist_ok=True)
             return optuna.storages.RDBStorage(
                 url,
-                engine_kwargs=kwargs or None,
+                engine_kwargs=engine_kwargs(url),
                 heartbeat_interval=heartbeat_s(),
                 grace_period=grace_s(),
                 heartbeat_stale_trial_callback=RequeueDeadRun(),
             )
         except Exception as e:  # bad URL, missing driver, unreachable server
             raise ConfigError(
-                f"cannot open the study storage {_safe(url)!r}: {type(e).__name__}: {str(e)[:160]}",
+                f"cannot open the study storage {shown_url(url)!r}: {type(e).__name__}: {str(e)[:160]}",
                 "pass an Optuna RDB URL such as sqlite:///runs/x/study.db or postgresql://user@host/db",
             ) from None
+
+
+def _journal(path: Path, *, create: bool) -> optuna.storages.BaseStorage:
+    import optuna
+    from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+
+    if create:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lock = JournalFileOpenLock(str(path))  # O_EXCL lock file on a local disk
+        return optuna.storages.JournalStorage(JournalFileBackend(str(path), lock_obj=lock))
+
+
+def engine_kwargs(url: str) -> dict[str, Any] | None:
+    """SQLAlchemy engine options for ``url``: a connect timeout for the server dialects whose drivers
+    take ``connect_timeout`` (psycopg/psycopg2, PyMySQL/mysqlclient), unless the URL sets its own; and a
+    pre-ping, so a server that restarted under a long search is reconnected to instead of failing."""
+    scheme = url.split(":", 1)[0].lower()
+    if scheme.split("+")[0] in ("postgresql", "postgres", "mysql", "mariadb"):
+        kwargs: dict[str, Any] = {"pool_pre_ping": True}
+        if "connect_timeout" not in url:
+            kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
+        return kwargs
+    return None
+
+
+def shown_url(url: str) -> str:
+    """The URL as an error message may show it: a password is masked."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not even a URL: shown as given (it holds no parsable password)
+        return url
+
+
+def open_early(url: str | None) -> optuna.storages.BaseStorage | str | None:
+    """A server ``--storage`` is opened now (a bad URL or an unreachable host fails before the model
+    loads); a SQLite one only has its folder checked, and is opened with the study, so a search refused
+    later (bad data) leaves no database file behind."""
+    from loratune.search.outdir import check_out_dir
+
+    if url is None:
+        return None
+    if url.startswith(JOURNAL_SCHEME):
+        return url
+    sqlite = re.match(r"sqlite(\+\w+)?:///", url, re.IGNORECASE)
+    if sqlite is None:
+        return make_storage(url)
+    path = url[sqlite.end() :].split("?", 1)[0]
+    if path:
+        check_out_dir(Path(path).parent, flag="--storage")
+    return url
 
 
 def has_heartbeat(storage: Any) -> bool:
@@ -154,24 +213,10 @@ class StorageLost(ConfigError):
 def storage_lost(url: str, error: BaseException) -> StorageLost:
     first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     return StorageLost(
-        f"lost the study storage {_safe(url)} ({type(error).__name__}: {first[:120]})",
+        f"lost the study storage {shown_url(url)} ({type(error).__name__}: {first[:120]})",
         "nothing finished is lost: once it is back, run the same `loratune search … --resume` "
         "(or `loratune worker …` again)",
     )
-
-
-def _safe(url: str) -> str:
-    """The URL without a password."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    try:
-        parts = urlsplit(url)
-        if parts.password:
-            netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-            return urlunsplit(parts._replace(netloc=netloc))
-    except ValueError:
-        pass
-    return url
 
 
 def read_journal_records(path: Path, *, name: str = "loratune") -> list[Any]:
@@ -186,14 +231,28 @@ def read_journal_records(path: Path, *, name: str = "loratune") -> list[Any]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
-
-            storage = optuna.storages.JournalStorage(
-                JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path)))
-            )
+            storage = _journal(path, create=False)
             if name not in [s.study_name for s in optuna.get_all_study_summaries(storage)]:
                 raise ConfigError(f"{path} is not a loratune study (no study named {name!r})", _READ_HINT)
             study = optuna.load_study(study_name=name, storage=storage)
             return [_record(t) for t in study.get_trials(deepcopy=False)]
     except (ValueError, OSError, optuna.exceptions.OptunaError) as e:
         raise ConfigError(f"{path} is not a loratune study ({type(e).__name__})", _READ_HINT) from None
+
+
+__all__ = [
+    "CONNECT_TIMEOUT_S",
+    "STUDY_JOURNAL",
+    "RequeueDeadRun",
+    "StorageLost",
+    "default_storage",
+    "engine_kwargs",
+    "grace_s",
+    "heartbeat_s",
+    "journal_url",
+    "local_storage",
+    "make_storage",
+    "open_early",
+    "read_journal_records",
+    "shown_url",
+]

@@ -285,10 +285,11 @@ def _config_attrs(config: RunConfig, key: str) -> dict[str, Any]:
     }
 
 
-def open_pooled_study(storage: str, fp: str, config: SearchConfig, *, sampler: Any = None, pruner: Any = None,
-                      name: str = STUDY_NAME) -> PooledStudy:  # fmt: skip
+def open_pooled_study(storage: Any, url: str, fp: str, config: SearchConfig, *, sampler: Any = None,
+                      pruner: Any = None, name: str = STUDY_NAME) -> PooledStudy:  # fmt: skip
+    """The coordinator's study at ``storage`` (a URL or an opened storage; ``url`` is what workers open)."""
     study = PooledStudy(storage, fingerprint=fp, name=name, sampler=sampler, pruner=pruner, recover=False)
-    study.url, study.name, study._submitted = storage, name, set()
+    study.url, study.name, study._submitted = url, name, set()
     bind_options(study, config)
     study.recovered = recover_pool(study)
     _sys_set(study, DONE_ATTR, False)
