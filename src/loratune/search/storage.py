@@ -124,7 +124,7 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
                 folder.mkdir(parents=True, exist_ok=True)
             return optuna.storages.RDBStorage(
                 url,
-                engine_kwargs=engine_kwargs(url),
+                engine_kwargs=_study_engine_kwargs(url),
                 heartbeat_interval=heartbeat_s(),
                 grace_period=grace_s(),
                 heartbeat_stale_trial_callback=RequeueDeadRun(),
@@ -150,15 +150,20 @@ def _journal(path: Path, *, create: bool) -> optuna.storages.BaseStorage:
 
 def engine_kwargs(url: str) -> dict[str, Any] | None:
     """SQLAlchemy engine options for ``url``: a connect timeout for the server dialects whose drivers
-    take ``connect_timeout`` (psycopg/psycopg2, PyMySQL/mysqlclient), unless the URL sets its own; and a
-    pre-ping, so a server that restarted under a long search is reconnected to instead of failing."""
+    take ``connect_timeout`` (psycopg/psycopg2, PyMySQL/mysqlclient), unless the URL sets its own."""
     scheme = url.split(":", 1)[0].lower()
-    if scheme.split("+")[0] in ("postgresql", "postgres", "mysql", "mariadb"):
-        kwargs: dict[str, Any] = {"pool_pre_ping": True}
-        if "connect_timeout" not in url:
-            kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
-        return kwargs
+    if scheme.split("+")[0] in ("postgresql", "postgres", "mysql", "mariadb") and "connect_timeout" not in url:
+        return {"connect_args": {"connect_timeout": CONNECT_TIMEOUT_S}}
     return None
+
+
+def _study_engine_kwargs(url: str) -> dict[str, Any] | None:
+    """``engine_kwargs`` plus, for a server, a pre-ping: a server that restarted under a long search is
+    reconnected to instead of failing on a dead pooled connection."""
+    kwargs = engine_kwargs(url)
+    if not url.lower().startswith("sqlite"):
+        kwargs = {**(kwargs or {}), "pool_pre_ping": True}
+    return kwargs
 
 
 def shown_url(url: str) -> str:
