@@ -61,6 +61,22 @@ def _wait_for(predicate: Any, timeout: float = 60) -> None:
     raise AssertionError("timed out")
 
 
+class _Trials:
+    """The study's trials, read again on each call through one storage (opened once the study exists)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.study: Any = None
+
+    def __call__(self) -> list[Any]:
+        if self.study is None:
+            try:
+                self.study = SearchStudy(self.url, fingerprint="", create=False, recover=False).study
+            except ConfigError:
+                return []
+        return list(self.study.get_trials(deepcopy=False))
+
+
 def _best(out: Path) -> dict[str, Any]:
     best: dict[str, Any] = json.loads((out / "best_config.json").read_text())
     return best
@@ -110,11 +126,10 @@ def test_kill9_of_a_worker_loses_nothing_and_reruns_only_its_run(tmp_path: Path,
     proc = _driver(tmp_path / "out", url, 2, "staged", ranlog, 0.25)
     victim: dict[str, Any] = {}
 
+    trials = _Trials(url)
+
     def running_with_worker() -> bool:
-        try:
-            recs = SearchStudy(url, fingerprint="", create=False, recover=False).study.get_trials(deepcopy=False)
-        except ConfigError:
-            return False
+        recs = trials()
         done = [t for t in recs if t.state.name == "COMPLETE"]
         running = [t for t in recs if t.state.name == "RUNNING" and "worker" in t.user_attrs]
         if len(done) >= 2 and running:
@@ -234,8 +249,10 @@ def test_a_worker_from_another_machine_joins_and_its_death_is_found_by_heartbeat
                               env=remote_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
     victim: dict[str, Any] = {}
 
+    trials = _Trials(url)
+
     def remote_is_training() -> bool:
-        for t in SearchStudy(url, fingerprint="", create=False, recover=False).study.get_trials(deepcopy=False):
+        for t in trials():
             if t.state.name == "RUNNING" and str(t.user_attrs.get("worker", "")).startswith("elsewhere:"):
                 victim.update(number=t.number, key=t.user_attrs["key"])
                 return True
