@@ -294,6 +294,11 @@ def test_real_tiny_model_trials_on_two_workers(tmp_path: Path, tiny_model: Path,
     records = read_journal(tmp_path / "two")
     trained = _trained_keys(records)
     assert len(trained) == len(set(trained)) >= 4
+    # --resume with workers: the journal is found, nothing trains again (and no worker needs to start)
+    resume = [sys.executable, cli_driver, "search", str(tiny_model), "--out", str(tmp_path / "two"), "--resume"]
+    again = subprocess.run([*resume, "--workers", "2"], env=ENV, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert _trained_keys(read_journal(tmp_path / "two")) == trained
     one = search(tmp_path / "one")
     assert one.returncode == 0, one.stderr[-2000:]
     assert _best(tmp_path / "two")["chosen"] == _best(tmp_path / "one")["chosen"]

@@ -122,7 +122,11 @@ def saved_for_resume(out: Path, *, storage: str | None) -> SavedSearch:
         )
     if storage is None and not (out / STUDY_DB).is_file() and not (out / STUDY_JOURNAL).is_file():
         raise ConfigError(f"nothing to resume in {out} (no {STUDY_DB})", "drop --resume to start a new search")
-    if storage is None:
+    if storage is None and (out / STUDY_JOURNAL).is_file():  # several local workers kept it there
+        from loratune.search.storage import read_journal_records
+
+        read_journal_records(out / STUDY_JOURNAL)
+    elif storage is None:
         from loratune.search.study import read_study_records
 
         # Read-only: an empty or foreign study.db is refused now, not turned into a new study after the

@@ -185,6 +185,8 @@ class PooledStudy(SearchStudy):
         if key in self._submitted or self.lookup(key) is not None:
             return
         self._submitted.add(key)  # a live trial of an earlier sitting is the run too
+        if self.pool is not None:
+            self.pool.ensure_started(self)  # only when something is left to run (a resume may have none)
         if not self._live(key):
             self.study.enqueue_trial({}, user_attrs=_config_attrs(config, key))
 
@@ -308,6 +310,8 @@ def pooled_optuna(study: PooledStudy, opt: Any, *, baseline: Variant | None, log
 
     if baseline is not None and not study.records():
         study.study.enqueue_trial(baseline_params(baseline, opt), skip_if_exists=True)
+    if study.pool is not None and _distinct(study.finished()) < opt.n_trials:
+        study.pool.ensure_started(study)
     seen: set[int] = set()
     last_check = 0.0
     started = time.perf_counter()
@@ -391,6 +395,10 @@ class WorkerPool:
     factory: str | None = None
     procs: list[subprocess.Popen[bytes]] | None = None
 
+    def ensure_started(self, study: SearchStudy) -> None:
+        if self.procs is None:
+            self.start(study)
+
     def start(self, study: SearchStudy) -> int:
         """Start the workers still missing (a resume finds the old ones alive); returns how many started."""
         live = [w for w in _live_workers(study) if w.startswith(_host() + ":")]
@@ -433,8 +441,7 @@ class WorkerPool:
 
 @contextlib.contextmanager
 def running_pool(study: PooledStudy, pool: WorkerPool) -> Iterator[WorkerPool]:
-    """Start the workers, and tell them the search is done at the end (they exit)."""
-    pool.start(study)
+    """Start the workers once there is work, and tell them the search is done at the end (they exit)."""
     study.pool = pool
     try:
         yield pool
