@@ -154,7 +154,8 @@ def test_kill9_of_a_worker_loses_nothing_and_reruns_only_its_run(tmp_path: Path,
     trained = _trained_keys(list(after.values()))
     assert len(trained) == len(set(trained))
     started = [line.rsplit("|", 1)[0] for line in ranlog.read_text().splitlines()]
-    assert len(started) == len(set(started)) + 1  # only the killed run began twice
+    # only the killed run may have begun twice (the kill can land between its claim and its first step)
+    assert len(set(started)) <= len(started) <= len(set(started)) + 1
     assert _best(tmp_path / "out")["chosen"]["variant"] == CONFIG_PICK
 
 

@@ -254,7 +254,7 @@ def run_search(
                 inputs.runner, inputs.anatomy, settings, inputs.train, val, ref, progress=progress
             )
         if workers > 1:
-            from loratune.search.workers import pooled_run
+            from loratune.search.pool import pooled_run
 
             staged = lambda: _run_strategy(config, study, objective, inputs.baseline, base_lr, log)  # noqa: E731
             outcome = pooled_run(config, study, out, workers, staged, inputs.baseline, log,
@@ -301,8 +301,9 @@ def _open_study(
     """The study in ``out`` (``study.db``; ``study.journal`` for several local workers), or in ``storage``
     (already opened; ``url`` is its URL, for the workers); a folder this call made is removed again when the
     study cannot be opened (another model's study, a broken file). The search's options are bound to it."""
+    from loratune.search.pool import open_pooled_study
     from loratune.search.storage import local_storage
-    from loratune.search.workers import bind_options, open_pooled_study
+    from loratune.search.workers import bind_options
 
     with removed_on_failure(out):
         out.mkdir(parents=True, exist_ok=True)

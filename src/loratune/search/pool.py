@@ -1,0 +1,317 @@
+"""The coordinator's side of many workers (``run_search(workers=N)``): its study hands runs to the workers
+as WAITING trials and waits for them (staged), or waits for the workers' own trials (optuna); the local
+worker processes it starts. How the pieces fit: ``search.workers``'s header.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from loratune.errors import TrialError
+from loratune.search.config import SearchConfig
+from loratune.search.events import Log, RunFinished, ignore
+from loratune.search.space import RunConfig, Variant
+from loratune.search.storage import storage_errors, storage_lost
+from loratune.search.study import STUDY_NAME, Objective, SearchStudy, TrialRecord, _host, _record
+from loratune.search.workers import (
+    COORDINATOR_ATTR,
+    DONE_ATTR,
+    FACTORY_ENV,
+    POLL_S,
+    _distinct,
+    _live_workers,
+    _sys_set,
+    bind_options,
+    recover_pool,
+)
+
+if TYPE_CHECKING:
+    import optuna
+
+    from loratune.search.staged import SearchOutcome
+
+
+# -- the coordinator's study -------------------------------------------------------------------------
+class PooledStudy(SearchStudy):
+    """The coordinator's study: ``run`` hands a run to the workers (a WAITING trial) and waits for it;
+    ``submit`` hands it over without waiting (a stage's runs go out together)."""
+
+    pool: WorkerPool | None = None
+    _submitted: set[str]
+    url: str = ""
+    name: str = STUDY_NAME
+
+    def submit(self, config: RunConfig) -> None:
+        key = config.key(self.fingerprint)
+        if key in self._submitted or self.lookup(key) is not None:
+            return
+        self._submitted.add(key)  # a live trial of an earlier sitting is the run too
+        if self.pool is not None:
+            self.pool.ensure_started(self)  # only when something is left to run (a resume may have none)
+        if not self._live(key):
+            self.study.enqueue_trial({}, user_attrs=_config_attrs(config, key))
+
+    def run(
+        self, config: RunConfig, objective: Objective, *, trial: optuna.trial.Trial | None = None, prune: bool = False
+    ) -> TrialRecord:
+        key = config.key(self.fingerprint)
+        found = self.lookup(key, accept_pruned=prune)
+        if found is not None and found[0].result is not None:
+            if found[1] and key in self._submitted:  # handed out ahead by this search: it is the run itself
+                return found[0]
+            return self._record_cache_hit(config, key, found[0], found[1])
+        self.submit(config)
+        rec = self.wait_for(key, config)
+        self._cache[key] = rec
+        return rec
+
+    def _live(self, key: str) -> bool:
+        from optuna.trial import TrialState
+
+        live = (TrialState.WAITING, TrialState.RUNNING)
+        return any(t.user_attrs.get("key") == key for t in self.study.get_trials(deepcopy=False, states=live))
+
+    def _record_cache_hit(self, config: RunConfig, key: str, hit: TrialRecord, mine: bool) -> TrialRecord:
+        """A finished trial pointing at its source; added directly, so it never takes a queued trial."""
+        import optuna
+        from optuna.trial import TrialState
+
+        result = hit.result
+        assert result is not None
+        attrs = {
+            **_config_attrs(config, key),
+            "worker": f"{_host()}:{os.getpid()}",
+            "cached_from": hit.number,
+            "cached_study": "self" if mine else "other",
+            "result": result.to_dict(),
+        }
+        loss = result.val_loss_after
+        if result.status == "ok" and loss is not None and math.isfinite(loss):
+            frozen = optuna.trial.create_trial(state=TrialState.COMPLETE, value=loss, user_attrs=attrs)
+        else:
+            state = TrialState.PRUNED if result.status == "pruned" else TrialState.FAIL
+            frozen = optuna.trial.create_trial(state=state, user_attrs=attrs)
+        self.study.add_trial(frozen)
+        return _last_with(self, key, attrs)
+
+    def wait_for(self, key: str, config: RunConfig) -> TrialRecord:
+        """The finished trial that ran ``key``, once a worker has told it; a config whose trials all ended
+        without a result (its worker was stopped) goes out again, up to ``MAX_RETRY`` times."""
+        from optuna.trial import TrialState
+
+        from loratune.search.storage import MAX_RETRY
+
+        orphaned_since: float | None = None
+        last_check = 0.0
+        while True:
+            mine = [t for t in self.study.get_trials(deepcopy=False) if t.user_attrs.get("key") == key]
+            done = [t for t in mine if t.state.is_finished() and "result" in t.user_attrs]
+            if done:
+                return _record(done[0])
+            if any(t.state in (TrialState.WAITING, TrialState.RUNNING) for t in mine):
+                orphaned_since = None
+            elif orphaned_since is None:
+                orphaned_since = time.monotonic()
+            elif time.monotonic() - orphaned_since > 2.0:  # settled: no retry callback is on its way
+                if len(mine) > MAX_RETRY:
+                    raise TrialError(
+                        f"run {config.variant.label()} lr {config.learning_rate:g} stopped {len(mine)} times",
+                        "see the worker logs; fix the cause and --resume",
+                    )
+                self.study.enqueue_trial({}, user_attrs=_config_attrs(config, key))
+                orphaned_since = None
+            if time.monotonic() - last_check > 1.0:
+                last_check = time.monotonic()
+                self.beat()
+                recover_pool(self)
+                if self.pool is not None:
+                    self.pool.check(self)
+            time.sleep(POLL_S)
+
+    def beat(self) -> None:
+        _sys_set(self, COORDINATOR_ATTR, {"host": _host(), "pid": os.getpid(), "time": time.time()})
+
+
+def _last_with(study: SearchStudy, key: str, attrs: dict[str, Any]) -> TrialRecord:
+    for t in reversed(study.study.get_trials(deepcopy=False)):
+        if t.user_attrs.get("key") == key and t.user_attrs.get("cached_from") == attrs["cached_from"]:
+            return _record(t)
+    raise AssertionError("the cache record just added is missing")
+
+
+def _config_attrs(config: RunConfig, key: str) -> dict[str, Any]:
+    return {
+        "key": key,
+        "variant": config.variant.to_dict(),
+        "learning_rate": config.learning_rate,
+        "stage": config.stage,
+    }
+
+
+def open_pooled_study(storage: Any, url: str, fp: str, config: SearchConfig, *, sampler: Any = None,
+                      pruner: Any = None, name: str = STUDY_NAME) -> PooledStudy:  # fmt: skip
+    """The coordinator's study at ``storage`` (a URL or an opened storage; ``url`` is what workers open)."""
+    study = PooledStudy(storage, fingerprint=fp, name=name, sampler=sampler, pruner=pruner, recover=False)
+    study.url, study.name, study._submitted = url, name, set()
+    bind_options(study, config)
+    study.recovered = recover_pool(study)
+    _sys_set(study, DONE_ATTR, False)
+    study.beat()
+    return study
+
+
+def pooled_optuna(study: PooledStudy, opt: Any, *, baseline: Variant | None, log: Log = ignore) -> SearchOutcome:
+    """The optuna strategy with the workers sampling: enqueue the baseline, wait for ``n_trials`` distinct
+    finished runs (and no run in flight), pick the knee."""
+    from optuna.trial import TrialState
+
+    from loratune.search.knee import choose, score_variants
+    from loratune.search.optuna_strategy import baseline_params
+    from loratune.search.staged import SearchOutcome, StageLog
+
+    if baseline is not None and not study.records():
+        study.study.enqueue_trial(baseline_params(baseline, opt), skip_if_exists=True)
+    if study.pool is not None and _distinct(study.finished()) < opt.n_trials:
+        study.pool.ensure_started(study)
+    seen: set[int] = set()
+    last_check = 0.0
+    started = time.perf_counter()
+    while True:
+        finished = study.finished()
+        for rec in finished:
+            if rec.number not in seen:
+                seen.add(rec.number)
+                log(RunFinished(rec, time.perf_counter() - started, max(0, opt.n_trials - _distinct(finished))))
+        live = study.study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))
+        if _distinct(finished) >= opt.n_trials and not live:
+            break
+        if time.monotonic() - last_check > 1.0:
+            last_check = time.monotonic()
+            study.beat()
+            recover_pool(study)
+            if study.pool is not None:
+                study.pool.check(study)
+        time.sleep(POLL_S)
+    scores = score_variants(study.finished())
+    choice = choose(scores, cost=opt.cost, tolerance=opt.tolerance, max_forgetting=opt.max_forgetting)
+    tried = [s.variant for s in scores]
+    return SearchOutcome("optuna", [StageLog("optuna", tried, choice.chosen.variant, choice.reason())], choice)
+
+
+def pooled_run(
+    config: SearchConfig,
+    study: SearchStudy,
+    out: Path,
+    workers: int,
+    staged: Callable[[], SearchOutcome],
+    baseline: Variant,
+    log: Log,
+    *,
+    device: str = "cpu",
+    factory: str | None = None,
+) -> SearchOutcome:
+    """``run_search``'s strategy step with ``workers`` local worker processes on the study."""
+    from loratune.search.run import optuna_options
+
+    assert isinstance(study, PooledStudy)
+    pool = WorkerPool(study.url, study.name, workers, Path(out) / "workers", threads=config.threads, device=device,
+                      factory=factory or os.environ.get(FACTORY_ENV))  # fmt: skip
+    try:
+        with running_pool(study, pool):
+            if config.strategy == "optuna":
+                return pooled_optuna(study, optuna_options(config), baseline=baseline, log=log)
+            return staged()
+    except storage_errors() as e:
+        raise storage_lost(study.url, e) from None
+
+
+# -- local worker processes --------------------------------------------------------------------------
+def worker_devices(n: int, device: str = "cpu") -> list[str]:
+    """Where each local worker trains. The hook for GPUs: ``cuda`` puts worker i on ``cuda:i`` (the
+    trial runner does not take a device yet; workers pass it on as ``LORATUNE_DEVICE``)."""
+    if device == "cuda":
+        return [f"cuda:{i}" for i in range(n)]
+    return [device] * n
+
+
+def worker_threads(n: int, threads: int | None) -> int:
+    """CPU threads per local worker: the cores shared out (``--threads`` wins)."""
+    return threads or max(1, (os.cpu_count() or 1) // max(1, n))
+
+
+@dataclass
+class WorkerPool:
+    """The local worker processes a coordinator started (more may join from other machines)."""
+
+    storage: str
+    study_name: str
+    count: int
+    log_dir: Path
+    threads: int | None = None
+    device: str = "cpu"
+    factory: str | None = None
+    procs: list[subprocess.Popen[bytes]] | None = None
+
+    def ensure_started(self, study: SearchStudy) -> None:
+        if self.procs is None:
+            self.start(study)
+
+    def start(self, study: SearchStudy) -> int:
+        """Start the workers still missing (a resume finds the old ones alive); returns how many started."""
+        live = [w for w in _live_workers(study) if w.startswith(_host() + ":")]
+        missing = max(0, self.count - len(live))
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        devices = worker_devices(self.count, self.device)
+        self.procs = []
+        for i in range(missing):
+            index = len(live) + i
+            cmd = [
+                sys.executable, "-m", "loratune.search.workers", "--storage", self.storage, "--study",
+                self.study_name, "--index", str(index), "--threads", str(worker_threads(self.count, self.threads)),
+                "--device", devices[index % len(devices)],
+            ]  # fmt: skip
+            env = dict(os.environ)
+            if self.factory:
+                env[FACTORY_ENV] = self.factory
+            log = (self.log_dir / f"worker-{index}.log").open("ab")
+            self.procs.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT))
+            log.close()
+        return missing
+
+    def check(self, study: SearchStudy) -> None:
+        """Raise when no worker is left to run anything: the last line a worker wrote says why."""
+        if self.procs is None or any(p.poll() is None for p in self.procs) or _live_workers(study):
+            return
+        last = ""
+        for path in sorted(self.log_dir.glob("worker-*.log")):
+            lines = [x for x in path.read_text(errors="replace").splitlines() if x.strip()]
+            last = lines[-1] if lines else last
+        raise TrialError("every worker stopped" + (f": {last[:300]}" if last else ""), "see the worker logs")
+
+    def stop(self, timeout: float = 30) -> None:
+        for p in self.procs or []:
+            try:
+                p.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                p.terminate()
+
+
+@contextlib.contextmanager
+def running_pool(study: PooledStudy, pool: WorkerPool) -> Iterator[WorkerPool]:
+    """Start the workers once there is work, and tell them the search is done at the end (they exit)."""
+    study.pool = pool
+    try:
+        yield pool
+        _sys_set(study, DONE_ATTR, True)
+        pool.stop()
+    finally:
+        study.pool = None
