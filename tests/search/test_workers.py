@@ -319,3 +319,23 @@ def read_journal(out: Path) -> list[Any]:
     from loratune.search.storage import read_journal_records
 
     return read_journal_records(out / "study.journal")
+
+
+def test_bad_worker_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], anatomy: Any) -> None:
+    from loratune.cli.app import run
+
+    def refused(*argv: str) -> str:
+        rc = run(list(argv))
+        cap = capsys.readouterr()
+        lines = [ln for ln in (cap.out + cap.err).splitlines() if ln.strip()]
+        assert rc == 2 and len(lines) == 1 and lines[0].startswith("error: "), lines
+        return lines[0]
+
+    assert "pass either --storage URL or --out DIR" in refused("worker")
+    assert "--workers must be >= 1, got 0" in refused("search", "smollm2-135m", "--out", str(tmp_path / "x"),
+                                                      "--workers", "0")  # fmt: skip
+    assert "no study named 'loratune'" in refused("worker", "--storage", f"sqlite:///{tmp_path / 'empty.db'}")
+    # a one-worker search keeps SQLite, which several workers must not share: refused, not silently restarted
+    run_search(CONFIGS["staged"], tmp_path / "s", inputs=inputs(anatomy), objective=LoggedObjective())
+    with pytest.raises(ConfigError, match="several workers must not share"):
+        run_search(CONFIGS["staged"], tmp_path / "s", inputs=inputs(anatomy), objective=LoggedObjective(), workers=2)

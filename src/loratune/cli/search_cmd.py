@@ -186,6 +186,13 @@ def print_event(event: SearchEvent) -> None:
             highlight=False,
             soft_wrap=True,
         )
+    elif isinstance(event, ev.WorkersStarted):
+        again = f" ({event.running} still running from before)" if event.running else ""
+        console.print(
+            f"{event.started} worker process(es) started{again}; their logs: {escape(str(event.logs))}",
+            highlight=False,
+            soft_wrap=True,
+        )
     elif isinstance(event, ev.StageStarted):
         console.print(f"[bold cyan]stage {escape(event.name)}[/]", highlight=False, soft_wrap=True)
     elif isinstance(event, ev.RunStarted):

@@ -4,6 +4,7 @@ machine and train its runs until it is done. The search's options, its model and
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -24,7 +25,9 @@ def worker(
     ] = None,
     threads: Annotated[int | None, typer.Option("--threads", help="CPU threads for torch.")] = None,
     device: Annotated[str, typer.Option("--device", help="Where this worker trains (cpu; cuda:i hook).")] = "cpu",
-    index: Annotated[int, typer.Option("--index", help="This worker's number (seeds its sampler).")] = 0,
+    index: Annotated[
+        int | None, typer.Option("--index", help="This worker's number (seeds its sampler; default: from its pid).")
+    ] = None,
 ) -> None:
     """Train runs of a search that is running elsewhere (one worker; start several for more)."""
     from loratune.search.run import _optuna_verbosity
@@ -37,7 +40,9 @@ def worker(
     url = storage or local_storage(Path(out or "."), 1)
     quiet_libraries()
     with _optuna_verbosity(True):
-        run_worker(url, study, index=index, threads=threads, device=device,
+        # Another machine's worker must not sample what the local ones sample: a seed of its own.
+        me = index if index is not None else 100 + os.getpid() % 10_000
+        run_worker(url, study, index=me, threads=threads, device=device,
                    say=lambda s: console.print(escape(s), highlight=False, soft_wrap=True))  # fmt: skip
 
 

@@ -64,6 +64,17 @@ class StudyOpened:
 
 
 @dataclass(frozen=True)
+class WorkersStarted:
+    """``started`` local worker processes joined the study (``running`` were already there, from before a
+    coordinator restart); each writes its log under ``logs``."""
+
+    kind: ClassVar[str] = "workers_started"
+    started: int
+    running: int
+    logs: Path
+
+
+@dataclass(frozen=True)
 class BudgetSized:
     """``time_budget`` chose these sizes from a throughput probe (seconds per step / per eval example)."""
 
@@ -153,6 +164,7 @@ SearchEvent = (
     ModelLoading
     | SearchStarted
     | StudyOpened
+    | WorkersStarted
     | BudgetSized
     | TrialsRecovered
     | StageStarted

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from loratune.errors import TrialError
 from loratune.search.config import SearchConfig
-from loratune.search.events import Log, RunFinished, ignore
+from loratune.search.events import Log, RunFinished, WorkersStarted, ignore
 from loratune.search.space import RunConfig, Variant
 from loratune.search.storage import storage_errors, storage_lost
 from loratune.search.study import STUDY_NAME, Objective, SearchStudy, TrialRecord, _host, _record
@@ -224,7 +224,7 @@ def pooled_run(
 
     assert isinstance(study, PooledStudy)
     pool = WorkerPool(study.url, study.name, workers, Path(out) / "workers", threads=config.threads, device=device,
-                      factory=factory or os.environ.get(FACTORY_ENV))  # fmt: skip
+                      factory=factory or os.environ.get(FACTORY_ENV), log=log)  # fmt: skip
     try:
         with running_pool(study, pool):
             if config.strategy == "optuna":
@@ -260,10 +260,12 @@ class WorkerPool:
     device: str = "cpu"
     factory: str | None = None
     procs: list[subprocess.Popen[bytes]] | None = None
+    log: Log = ignore
 
     def ensure_started(self, study: SearchStudy) -> None:
         if self.procs is None:
-            self.start(study)
+            started = self.start(study)
+            self.log(WorkersStarted(started, self.count - started, self.log_dir))
 
     def start(self, study: SearchStudy) -> int:
         """Start the workers still missing (a resume finds the old ones alive); returns how many started."""
