@@ -7,6 +7,7 @@ Seed rules come first in each group, then the literature's; ``recommend`` picks 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 from loratune.advise import explain as S
 from loratune.advise.explain import Explanation
@@ -140,6 +141,30 @@ def combined_rank(task: TaskClass, tokens: int | None, params_at_r1: int, tokens
         rule,
         f"{S.SEED_TASK}; {S.LEARNS_LESS}; {S.WITHOUT_REGRET}",
         {"task": task.name, "dataset_tokens": tokens, "tokens": tokens_note, "capacity_r": cap},
+    )
+
+
+def rank_ceiling(dims: list[tuple[int, int]]) -> int:
+    """The largest recommended r for adapted matrices of shape (in, out): the largest power of two below
+    every matrix's break-even rank in·out/(in + out) — where the adapter's r·(in + out) parameters would
+    reach the matrix's own in·out (d/2 for a square d × d), so LoRA stops being a low-rank update
+    [LoRA 2106.09685 §4.1: r ≪ min(d, k)]. GPT-2's c_proj (768 → 768): 384 → r ≤ 256."""
+    if not dims:
+        return 1 << 16
+    even = min(i * o / (i + o) for i, o in dims)
+    return 1 << (max(1, math.floor(even)).bit_length() - 1)
+
+
+def cap_rank(ex: Explanation, cap: int, why: str) -> Explanation:
+    """``ex`` with its value lowered to ``cap`` (and the rule saying so) when it is above it."""
+    if int(ex.value) <= cap:
+        return ex
+    return replace(
+        ex,
+        value=cap,
+        rule=f"{ex.rule}; capped at {cap}: {why}",
+        source=f"{ex.source}; {S.LORA} §4.1",
+        inputs={**ex.inputs, "uncapped_r": int(ex.value), "rank_ceiling": cap},
     )
 
 
