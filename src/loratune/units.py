@@ -68,6 +68,17 @@ def parse_bytes(text: str, what: str = "size") -> int:
     return parse_size(text, what)
 
 
+def check_count(value: object, what: str, most: int, fix: str) -> None:
+    """A count (batch size, sequence length, examples): a whole number from 1 to ``most``; ``what``
+    names the field and flag in the message."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{what} must be a whole number, got {value!r}", fix)
+    if value < 1:
+        raise ConfigError(f"{what} must be at least 1, got {value}", fix)
+    if value > most:
+        raise ConfigError(f"{what} = {value:,} is absurdly large (at most {most:,})", fix)
+
+
 def fmt_bytes(n: float) -> str:
     """Bytes as GiB/MiB with two decimals (binary units, as GPU tools report them)."""
     for unit, size in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):

@@ -14,6 +14,7 @@ The seed's GPT-2 example (r=8, ``c_attn, c_proj``): 24 modules; 12·8·(768+2304
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from loratune.anatomy.targets import Resolution, resolve
@@ -105,21 +106,27 @@ def count_params(anatomy: Anatomy, spec: AdapterSpec, resolution: Resolution | N
 
 
 def _check_ranks_fit(mods: list[ModuleBudget], spec: AdapterSpec) -> None:
-    """Refuse a rank above min(in, out) of every module it is given to. LoRA's update BA has rank at most
-    min(in, out) [2106.09685 §4.1], so a larger r only adds parameters (and PEFT builds it all the same)."""
     by_rank: dict[int, list[ModuleBudget]] = {}
     for m in mods:
         by_rank.setdefault(m.r, []).append(m)
     for r, group in by_rank.items():
-        widest = max(group, key=lambda m: min(m.in_features, m.out_features))
-        cap = min(widest.in_features, widest.out_features)
-        if r > cap:
-            what = "r (--r)" if r == spec.r else "a rank_pattern (--rank-pattern) rank"
-            raise ConfigError(
-                f"{what} = {r:,} is above min(in, out) of every module it adapts; the largest sensible r is {cap} "
-                f"({widest.name}: {widest.in_features} → {widest.out_features})",
-                f"use a rank of at most {cap} (BA has rank ≤ min(in, out)); typical values are 8–64",
-            )
+        check_rank_fits(r, group, "r" if r == spec.r else "a rank_pattern rank")
+
+
+def check_rank_fits(r: int, modules: Sequence[AdaptableModule | ModuleBudget], what: str = "r") -> None:
+    """Refuse a rank above min(in, out) of every module it is given to, naming the largest sensible r.
+    LoRA's update BA has rank at most min(in, out) [2106.09685 §4.1], so a larger r only adds parameters
+    (and PEFT builds them all the same)."""
+    if not modules:
+        return
+    widest = max(modules, key=lambda m: min(m.in_features, m.out_features))
+    cap = min(widest.in_features, widest.out_features)
+    if r > cap:
+        raise ConfigError(
+            f"{what} = {r:,} is above min(in, out) of every module it adapts; the largest sensible r is {cap} "
+            f"({widest.name}: {widest.in_features} → {widest.out_features})",
+            f"use --r {cap} or less (BA has rank ≤ min(in, out)); ranks of 8–64 are usual",
+        )
 
 
 def _modules_to_save_params(anatomy: Anatomy, names: tuple[str, ...]) -> int:

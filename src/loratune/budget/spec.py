@@ -33,16 +33,14 @@ def default_alpha(r: int) -> int:
 MAX_RANK = 1 << 16
 
 
-def check_rank(value: object, what: str) -> None:
-    """A rank: a whole number from 1 to :data:`MAX_RANK` (``what`` names the field and flag)."""
+def check_rank(value: object, what: str, fix: str = "use e.g. --r 8 (ranks of 8–64 are usual)") -> None:
+    """A rank: a whole number from 1 to :data:`MAX_RANK`. ``what`` names the field, ``fix`` the flag."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{what} must be a whole number, got {value!r}", "use a rank like 8 or 16")
+        raise ConfigError(f"{what} must be a positive integer, got {value!r}", fix)
     if value < 1:
-        raise ConfigError(f"{what} must be at least 1, got {value}", "use a rank like 8 or 16")
+        raise ConfigError(f"{what} must be a positive integer, got {value}", fix)
     if value > MAX_RANK:
-        raise ConfigError(
-            f"{what} = {value} is beyond any model's layer width (at most {MAX_RANK:,})", "use a rank like 8 or 16"
-        )
+        raise ConfigError(f"{what} = {value} is beyond any model's layer width (at most {MAX_RANK:,})", fix)
 
 
 def check_positive(value: object, what: str, fix: str) -> None:
@@ -90,18 +88,18 @@ class AdapterSpec:
         # the message names the PEFT field, the flag that sets it and the value received.
         if self.method not in METHODS:
             raise ConfigError(f"unknown method {self.method!r}", f"use one of {', '.join(METHODS)}")
-        check_rank(self.r, "r (--r)" if self.method != "adalora" else "init_r (--r)")
-        check_positive(self.alpha, "lora_alpha (--alpha)", "use e.g. --alpha 16 (2·r)")
-        check_dropout(self.dropout, "lora_dropout (--dropout)")
+        check_rank(self.r, "r" if self.method != "adalora" else "init_r (AdaLoRA's r)")
+        check_positive(self.alpha, "lora_alpha", "use e.g. --alpha 16 (2·r)")
+        check_dropout(self.dropout, "lora_dropout")
         for name, flag in ((self.use_rslora, "use_rslora"), (self.lora_bias, "lora_bias")):
             if not isinstance(name, bool):
                 raise ConfigError(f"{flag} must be true or false, got {name!r}", f"write {flag}: true or false")
         for k, v in self.rank_pattern.items():
-            _pattern_key(k, "rank_pattern (--rank-pattern)")
-            check_rank(v, f"rank_pattern (--rank-pattern) {k!r}")
+            _pattern_key(k, "rank_pattern")
+            check_rank(v, f"rank_pattern {k!r}", "use e.g. --rank-pattern q_proj=16")
         for k, a in self.alpha_pattern.items():
-            _pattern_key(k, "alpha_pattern (--alpha-pattern)")
-            check_positive(a, f"alpha_pattern (--alpha-pattern) {k!r}", "use e.g. --alpha-pattern q_proj=32")
+            _pattern_key(k, "alpha_pattern")
+            check_positive(a, f"alpha_pattern {k!r}", "use e.g. --alpha-pattern q_proj=32")
         if self.use_rslora and (self.rank_pattern or self.alpha_pattern):
             raise ConfigError(
                 "use_rslora cannot be combined with rank_pattern/alpha_pattern (PEFT refuses it)", "drop one"
@@ -109,10 +107,10 @@ class AdapterSpec:
         if self.target_r is not None:
             if self.method != "adalora":
                 raise ConfigError(
-                    f"target_r (--target-r) = {self.target_r!r} applies to AdaLoRA only, not {self.method}",
+                    f"target_r = {self.target_r!r} applies to AdaLoRA only, not {self.method}",
                     "add --method adalora, or drop --target-r",
                 )
-            check_rank(self.target_r, "target_r (--target-r)")
+            check_rank(self.target_r, "target_r", "use e.g. --target-r 4 (at most --r)")
             if self.target_r > self.r:
                 raise ConfigError(
                     f"AdaLoRA target_r ({self.target_r}) exceeds init_r ({self.r})", "set --target-r <= --r"
@@ -208,14 +206,15 @@ def unknown_peft_keys(kw: Mapping[str, Any]) -> list[str]:
     return sorted(str(k) for k in kw if k not in PEFT_KEYS and k != "method")
 
 
-def check_peft_keys(kw: Mapping[str, Any], where: str) -> None:
+def check_peft_keys(kw: Mapping[str, Any], where: str, suggest: frozenset[str] = frozenset()) -> None:
     """Refuse the first unknown key of ``kw`` (see :func:`unknown_peft_keys`), naming ``where`` it was
-    found and the closest real key."""
+    found and the closest real key (among PEFT's, ``method`` and ``suggest``)."""
     import difflib
 
     unknown = unknown_peft_keys(kw)
     if unknown:
-        close = difflib.get_close_matches(unknown[0], sorted(PEFT_KEYS | {"method"}), n=1, cutoff=0.6)
+        known = sorted(PEFT_KEYS | {"method"} | suggest)
+        close = difflib.get_close_matches(unknown[0], known, n=1, cutoff=0.6)
         raise ConfigError(
             f"unknown key {unknown[0]!r} in {where}" + (f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""),
             f"did you mean {close[0]!r}?" if close else "use PEFT LoraConfig/AdaLoraConfig field names",
