@@ -12,6 +12,7 @@ from dataclasses import replace
 from loratune.advise import explain as S
 from loratune.advise.explain import Explanation
 from loratune.advise.tasks import TaskClass
+from loratune.budget.spec import default_alpha
 
 GiB = 1024**3
 
@@ -178,11 +179,11 @@ RANK_WHY = (
 # ---------------------------------------------------------------- alpha, rsLoRA, learning rate
 def alpha_rule(r: int) -> Explanation:
     """seed 000 §2.2 규칙 1 and 2405.09673 agree: alpha = 2r (scaling 2.0)."""
-    # TODO default_alpha: use budget.spec.default_alpha(r) once it lands (one definition of 2r).
+    alpha = default_alpha(r)
     return Explanation(
         "lora_alpha",
-        2 * r,
-        f"alpha = 2·r = {2 * r} (scaling alpha/r = 2.0); alpha/r acts as a learning-rate multiplier, "
+        alpha,
+        f"alpha = 2·r = {alpha} (scaling alpha/r = 2.0); alpha/r acts as a learning-rate multiplier, "
         "so it stays fixed and the learning rate is tuned instead",
         f"{S.SEED_ALPHA}; {S.LEARNS_LESS}; {S.QLORA}",
         {"r": r},
