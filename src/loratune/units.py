@@ -111,6 +111,11 @@ def parse_int_list(text: str, *, what: str, upper: int | None = None) -> list[in
                     raise ValueError
                 if hi < lo:
                     raise ValueError
+                if upper is not None and hi >= upper:
+                    out.add(hi)  # refused below, before a huge range is ever expanded
+                    continue
+                if hi - lo > 1_000_000:
+                    raise ConfigError(f"{what} {text!r} spans over a million layers", "give the model's layer range")
                 out.update(range(lo, hi + 1))
             else:
                 out.add(int(part))
