@@ -141,7 +141,7 @@ def recommend_cmd(
     else:
         _print(rec, data_dict)
     if targets:
-        err_console.print(f"wrote {', '.join(str(p) for p in targets)}", highlight=False)
+        err_console.print(f"wrote {', '.join(str(p) for p in targets)}", highlight=False, soft_wrap=True)
 
 
 def _export_formats(text: str | None) -> list[str]:
