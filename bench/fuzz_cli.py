@@ -395,6 +395,8 @@ def cases() -> list[Case]:
         (["--out", "/proc/loratune.json"], ("cannot write",)),
     ):
         add(Case(["recommend", "gpt2", "--dataset-size", "100", *argv], why=f"recommend {' '.join(argv)}", words=words))
+    for f in ("adir", "nonutf8.jsonl", "wrongcol.jsonl", "data.xyz", "bad.parquet", "deep.json"):
+        add(Case(["recommend", "gpt2", "--data", f"F/{f}"], why=f"recommend --data {f}"))
     return c
 
 
