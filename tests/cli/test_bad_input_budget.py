@@ -172,3 +172,12 @@ def test_config_of_recommend_counts_what_recommend_counted(capsys, tmp_path: Pat
     # Flags go on top of the file.
     rc, out = loratune(capsys, "budget", "gpt2", "--config", str(f), "--r", "4", "--json")
     assert rc == 0 and json.loads(out)["peft_config"]["r"] == 4
+
+
+def test_adalora_config_counted_as_lora_drops_target_r(capsys, tmp_path: Path) -> None:
+    f = tmp_path / "ada.json"
+    f.write_text(json.dumps({"init_r": 12, "target_r": 8, "lora_alpha": 16, "target_modules": ["c_attn"]}))
+    rc, out = loratune(capsys, "budget", "gpt2", "--config", str(f), "--method", "lora", "--json")
+    assert rc == 0 and json.loads(out)["peft_config"]["r"] == 12
+    rc, out = loratune(capsys, "budget", "gpt2", "--config", str(f), "--json")
+    assert rc == 0 and json.loads(out)["peft_config"]["target_r"] == 8

@@ -76,6 +76,8 @@ def _spec(
     kw.pop("targets", None)
     kw.update({k: v for k, v in flags.items() if v is not None and k != "alpha"})
     kw.setdefault("r", DEFAULT_R)
+    if kw.get("method", "lora") != "adalora" and flags["target_r"] is None:
+        kw.pop("target_r", None)  # an AdaLoRA file counted as --method lora/dora: its target_r has no meaning
     if flags["alpha"] is not None:
         kw["alpha"] = flags["alpha"]
     elif flags["r"] is not None or "alpha" not in kw:
