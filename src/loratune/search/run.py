@@ -146,7 +146,8 @@ def load_inputs(config: SearchConfig, *, log: Log = ignore) -> SearchInputs:
     anatomy = load_anatomy(source)
     config.check_against(anatomy)  # a --modules set that matches nothing is refused before the weights load
     log(ModelLoading(source.label))
-    runner = TrialRunner(source, threads=config.threads)
+    # auto: bf16 where this CPU runs it natively, else fp32 (emulated bf16 is slower than fp32)
+    runner = TrialRunner(source, compute_dtype="auto", threads=config.threads)
     data = load_search_data(
         config.data,
         runner.tokenizer,
