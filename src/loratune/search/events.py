@@ -57,8 +57,9 @@ class StudyOpened:
                 f"finished runs are kept in the --storage study; continue with "
                 f"`loratune search {self.model} --out {self.out} --storage <the same URL> --resume`"
             )
+        study = self.out / ("study.journal" if (self.out / "study.journal").is_file() else "study.db")
         return (
-            f"finished runs are kept in {self.out / 'study.db'}; continue with "
+            f"finished runs are kept in {study}; continue with "
             f"`loratune search {self.model} --out {self.out} --resume`"
         )
 

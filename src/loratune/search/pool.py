@@ -122,7 +122,7 @@ class PooledStudy(SearchStudy):
             elif orphaned_since is None:
                 orphaned_since = time.monotonic()
             elif time.monotonic() - orphaned_since > 2.0:  # settled: no retry callback is on its way
-                if len(mine) > MAX_RETRY:
+                if len(mine) > MAX_RETRY + 2:  # a worker's own retries, and a Ctrl-C or two
                     raise TrialError(
                         f"run {config.variant.label()} lr {config.learning_rate:g} stopped {len(mine)} times",
                         "see the worker logs; fix the cause and --resume",
