@@ -337,5 +337,6 @@ def test_bad_worker_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "no study named 'loratune'" in refused("worker", "--storage", f"sqlite:///{tmp_path / 'empty.db'}")
     # a one-worker search keeps SQLite, which several workers must not share: refused, not silently restarted
     run_search(CONFIGS["staged"], tmp_path / "s", inputs=inputs(anatomy), objective=LoggedObjective())
+    assert "runs without workers" in refused("worker", "--out", str(tmp_path / "s"))
     with pytest.raises(ConfigError, match="several workers must not share"):
         run_search(CONFIGS["staged"], tmp_path / "s", inputs=inputs(anatomy), objective=LoggedObjective(), workers=2)

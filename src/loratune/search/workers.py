@@ -262,6 +262,11 @@ def _run_worker(storage: str, study_name: str, *, index: int, threads: int | Non
         if time.monotonic() > deadline:
             raise ConfigError(f"study {study_name!r} holds no search options", "start it with `loratune search`")
         time.sleep(POLL_S)
+    if COORDINATOR_ATTR not in _sys_attrs(probe):
+        raise ConfigError(
+            f"the search in study {study_name!r} runs without workers (it trains in its own process)",
+            "start it with `loratune search … --workers N` (and a journal or server storage), then join it",
+        )
     config = SearchConfig.from_dict(probe.study.user_attrs[OPTIONS_ATTR], source=f"study {study_name!r}")
     config = replace(config, threads=threads or config.threads)
     os.environ.setdefault("LORATUNE_DEVICE", device)
