@@ -59,8 +59,7 @@ class StudyOpened:
             )
         study = self.out / ("study.journal" if (self.out / "study.journal").is_file() else "study.db")
         return (
-            f"finished runs are kept in {study}; continue with "
-            f"`loratune search {self.model} --out {self.out} --resume`"
+            f"finished runs are kept in {study}; continue with `loratune search {self.model} --out {self.out} --resume`"
         )
 
 

@@ -20,7 +20,7 @@ from loratune.errors import TrialError
 from loratune.search.config import SearchConfig
 from loratune.search.events import Log, RunFinished, WorkersStarted, ignore
 from loratune.search.space import RunConfig, Variant
-from loratune.search.storage import storage_errors, storage_lost
+from loratune.search.storage import heartbeat_s, storage_errors, storage_lost
 from loratune.search.study import STUDY_NAME, Objective, SearchStudy, TrialRecord, _host, _record
 from loratune.search.workers import (
     COORDINATOR_ATTR,
@@ -137,8 +137,13 @@ class PooledStudy(SearchStudy):
                     self.pool.check(self)
             time.sleep(POLL_S)
 
+    _last_beat: float = -math.inf
+
     def beat(self) -> None:
-        _sys_set(self, COORDINATOR_ATTR, {"host": _host(), "pid": os.getpid(), "time": time.time()})
+        """Say the coordinator is alive (once per heartbeat interval: the journal keeps every write)."""
+        if time.monotonic() - self._last_beat >= heartbeat_s():
+            self._last_beat = time.monotonic()
+            _sys_set(self, COORDINATOR_ATTR, {"host": _host(), "pid": os.getpid(), "time": time.time()})
 
 
 def _last_with(study: SearchStudy, key: str, attrs: dict[str, Any]) -> TrialRecord:

@@ -28,6 +28,7 @@ import contextlib
 import hashlib
 import importlib.util
 import json
+import math
 import os
 import sys
 import time
@@ -38,7 +39,14 @@ from typing import TYPE_CHECKING, Any
 from loratune.errors import ConfigError
 from loratune.search.config import SearchConfig, study_fingerprint
 from loratune.search.space import RunConfig, Variant
-from loratune.search.storage import RequeueDeadRun, grace_s, has_heartbeat, storage_errors, storage_lost
+from loratune.search.storage import (
+    RequeueDeadRun,
+    grace_s,
+    has_heartbeat,
+    heartbeat_s,
+    storage_errors,
+    storage_lost,
+)
 from loratune.search.study import (
     STUDY_NAME,
     Objective,
@@ -296,11 +304,13 @@ def _run_worker(storage: str, study_name: str, *, index: int, threads: int | Non
     from loratune.search.baseline import plan_for
 
     plan = plan_for(inputs.baseline, config.lr or inputs.recommended_lr, config.lr_runs)
-    last_beat = 0.0
+    last_beat = last_check = -math.inf
     while True:
-        if time.monotonic() - last_beat > 1.0:
+        if time.monotonic() - last_beat >= heartbeat_s():  # "alive" (the journal keeps every write)
             last_beat = time.monotonic()
             _sys_set(study, me, time.time())
+        if time.monotonic() - last_check > 1.0:
+            last_check = time.monotonic()
             recover_pool(study)
         if _sys_attrs(study).get(DONE_ATTR):
             break
