@@ -23,6 +23,8 @@ from loratune.search.space import RunConfig  # noqa: E402
 CONFIGS = {
     "staged": SearchConfig(model="smollm2-135m", max_r=32, export="none"),
     "optuna": SearchConfig(model="smollm2-135m", max_r=32, export="none", strategy="optuna", trials=10),
+    # one LR per variant: a rank step is one run, so a second worker is idle and tries two ranks up
+    "ahead": SearchConfig(model="smollm2-135m", max_r=128, lr_runs=1, export="none"),
 }
 
 

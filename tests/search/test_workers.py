@@ -104,6 +104,27 @@ def test_two_local_workers_pick_what_one_worker_picks(tmp_path: Path, anatomy: A
     assert data.choice is not None and data.choice.chosen.variant == one.choice.chosen.variant
 
 
+def test_an_idle_worker_tries_two_ranks_up_and_the_pick_stays_one_workers(tmp_path: Path, anatomy: Any) -> None:
+    """One LR per variant: each rank step is one run, so the second worker runs the rank after next ahead
+    of need, in a side study; what a stage then asks for is adopted, and the search's own study — its
+    knee, its counts — is the one-worker study."""
+    one = run_search(CONFIGS["ahead"], tmp_path / "one", inputs=inputs(anatomy), objective=LoggedObjective())
+    ranlog = tmp_path / "ran.log"
+    proc = _driver(tmp_path / "two", "-", 2, "ahead", ranlog, 0.1)
+    _out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-2000:]
+    assert _best(tmp_path / "two") == _best(tmp_path / "one")
+    from loratune.search.storage import read_journal_records
+
+    main = read_journal_records(tmp_path / "two" / "study.journal")
+    ahead = read_journal_records(tmp_path / "two" / "study.journal", name="loratune.ahead")
+    assert ahead and all(r.state == "COMPLETE" for r in ahead)
+    adopted = {r.key for r in ahead} & {r.key for r in main}
+    assert adopted  # asked for, and answered by the run tried ahead
+    started = [line.rsplit("|", 1)[0] for line in ranlog.read_text().splitlines()]
+    assert len(started) == len(set(started)) <= one.runs_trained + len(ahead) - len(adopted)
+
+
 def test_three_workers_on_postgres_sample_and_prune_without_running_a_config_twice(tmp_path: Path, postgres) -> None:  # type: ignore[no-untyped-def]
     url = postgres.new_database()
     ranlog = tmp_path / "ran.log"

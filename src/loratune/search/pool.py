@@ -23,10 +23,12 @@ from loratune.search.space import RunConfig, Variant
 from loratune.search.storage import heartbeat_s, storage_errors, storage_lost
 from loratune.search.study import STUDY_NAME, Objective, SearchStudy, TrialRecord, _host, _record
 from loratune.search.workers import (
+    AHEAD_SUFFIX,
     COORDINATOR_ATTR,
     DONE_ATTR,
     FACTORY_ENV,
     POLL_S,
+    WANTED_ATTR,
     _distinct,
     _live_workers,
     _sys_set,
@@ -47,6 +49,8 @@ class PooledStudy(SearchStudy):
 
     pool: WorkerPool | None = None
     _submitted: set[str]
+    _wanted: set[str]  # keys tried ahead (in ``ahead``) that a stage may still ask for
+    ahead: SearchStudy | None = None
     url: str = ""
     name: str = STUDY_NAME
 
@@ -55,6 +59,8 @@ class PooledStudy(SearchStudy):
         if key in self._submitted or self.lookup(key) is not None:
             return
         self._submitted.add(key)  # a live trial of an earlier sitting is the run too
+        if self._ahead_has(key):  # tried ahead: ``run`` adopts it
+            return
         if self.pool is not None:
             self.pool.ensure_started(self)  # only when something is left to run (a resume may have none)
         if not self._live(key):
@@ -70,9 +76,70 @@ class PooledStudy(SearchStudy):
                 return found[0]
             return self._record_cache_hit(config, key, found[0], found[1])
         self.submit(config)
-        rec = self.wait_for(key, config)
+        if self.ahead is not None and self._ahead_has(key):
+            rec = self._adopt(config, key, self.wait_for(key, config, self.ahead))
+        else:
+            rec = self.wait_for(key, config)
         self._cache[key] = rec
         return rec
+
+    # -- runs tried ahead: a side study, so this one holds exactly what one worker would have run --------
+    def speculate(self, config: RunConfig) -> None:
+        """Try ``config`` ahead of need when a worker would otherwise idle; invisible unless adopted."""
+        from optuna.trial import TrialState
+
+        if self.ahead is None or self.pool is None:
+            return
+        key = config.key(self.fingerprint)
+        if key in self._submitted or self.lookup(key) is not None or self._live(key) or self._ahead_has(key):
+            return
+        busy = self.study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))
+        if len(busy) + len(self._wanted) >= self.pool.count:
+            return  # every worker has a run the search needs: nothing to gain
+        self._wanted.add(key)
+        _sys_set(self.ahead, WANTED_ATTR, sorted(self._wanted))
+        self.pool.ensure_started(self)
+        self.ahead.study.enqueue_trial({}, user_attrs=_config_attrs(config, key))
+
+    def settle(self) -> None:
+        """The stage is decided: runs tried ahead and not yet started are not wanted any more."""
+        if self.ahead is not None and self._wanted:
+            self._wanted.clear()
+            _sys_set(self.ahead, WANTED_ATTR, [])
+
+    def _ahead_has(self, key: str) -> bool:
+        """Whether the side study has (or is running) ``key``; one still queued there is wanted again."""
+        from optuna.trial import TrialState
+
+        if self.ahead is None:
+            return False
+        if key in self._wanted or self.ahead.lookup(key) is not None:
+            return True
+        states = (TrialState.WAITING, TrialState.RUNNING)
+        live = [t for t in self.ahead.study.get_trials(deepcopy=False, states=states) if t.user_attrs.get("key") == key]
+        if any(t.state == TrialState.WAITING for t in live):
+            self._wanted.add(key)
+            _sys_set(self.ahead, WANTED_ATTR, sorted(self._wanted))
+        return bool(live)
+
+    def _adopt(self, config: RunConfig, key: str, ran: TrialRecord) -> TrialRecord:
+        """The run tried ahead, now asked for: recorded in this study as the run it is (trained here)."""
+        import optuna
+        from optuna.trial import TrialState
+
+        result = ran.result
+        assert result is not None
+        attrs = {**_config_attrs(config, key), "worker": f"ahead:{ran.number}", "result": result.to_dict()}
+        loss = result.val_loss_after
+        if result.status == "ok" and loss is not None and math.isfinite(loss):
+            frozen = optuna.trial.create_trial(state=TrialState.COMPLETE, value=loss, user_attrs=attrs)
+        else:
+            frozen = optuna.trial.create_trial(state=TrialState.FAIL, user_attrs=attrs)
+        self.study.add_trial(frozen)
+        for t in reversed(self.study.get_trials(deepcopy=False)):
+            if t.user_attrs.get("key") == key and t.user_attrs.get("worker") == attrs["worker"]:
+                return _record(t)
+        raise AssertionError("the adopted run just added is missing")
 
     def _live(self, key: str) -> bool:
         from optuna.trial import TrialState
@@ -103,17 +170,18 @@ class PooledStudy(SearchStudy):
         self.study.add_trial(frozen)
         return _last_with(self, key, attrs)
 
-    def wait_for(self, key: str, config: RunConfig) -> TrialRecord:
-        """The finished trial that ran ``key``, once a worker has told it; a config whose trials all ended
-        without a result (its worker was stopped) goes out again, up to ``MAX_RETRY`` times."""
+    def wait_for(self, key: str, config: RunConfig, where: SearchStudy | None = None) -> TrialRecord:
+        """The finished trial that ran ``key`` (in this study, or ``where``), once a worker has told it; a
+        config whose trials all ended without a result (its worker was stopped) goes out again."""
         from optuna.trial import TrialState
 
         from loratune.search.storage import MAX_RETRY
 
+        target = where or self
         orphaned_since: float | None = None
         last_check = 0.0
         while True:
-            mine = [t for t in self.study.get_trials(deepcopy=False) if t.user_attrs.get("key") == key]
+            mine = [t for t in target.study.get_trials(deepcopy=False) if t.user_attrs.get("key") == key]
             done = [t for t in mine if t.state.is_finished() and "result" in t.user_attrs]
             if done:
                 return _record(done[0])
@@ -127,12 +195,14 @@ class PooledStudy(SearchStudy):
                         f"run {config.variant.label()} lr {config.learning_rate:g} stopped {len(mine)} times",
                         "see the worker logs; fix the cause and --resume",
                     )
-                self.study.enqueue_trial({}, user_attrs=_config_attrs(config, key))
+                target.study.enqueue_trial({}, user_attrs=_config_attrs(config, key))
                 orphaned_since = None
             if time.monotonic() - last_check > 1.0:
                 last_check = time.monotonic()
                 self.beat()
                 recover_pool(self)
+                if self.ahead is not None:
+                    recover_pool(self.ahead)
                 if self.pool is not None:
                     self.pool.check(self)
             time.sleep(POLL_S)
@@ -166,7 +236,10 @@ def open_pooled_study(storage: Any, url: str, fp: str, config: SearchConfig, *, 
                       pruner: Any = None, name: str = STUDY_NAME) -> PooledStudy:  # fmt: skip
     """The coordinator's study at ``storage`` (a URL or an opened storage; ``url`` is what workers open)."""
     study = PooledStudy(storage, fingerprint=fp, name=name, sampler=sampler, pruner=pruner, recover=False)
-    study.url, study.name, study._submitted = url, name, set()
+    study.url, study.name, study._submitted, study._wanted = url, name, set(), set()
+    if config.strategy == "staged":
+        study.ahead = SearchStudy(storage, fingerprint=fp, name=name + AHEAD_SUFFIX, recover=False)
+        _sys_set(study.ahead, WANTED_ATTR, [])
     bind_options(study, config)
     study.recovered = recover_pool(study)
     _sys_set(study, DONE_ATTR, False)

@@ -131,6 +131,16 @@ class StagedSearch:
             for lr in [center] + ([center * self.plan.factor] if self.plan.max_runs >= 2 else []):
                 submit(RunConfig(v, self.plan.snap(lr), stage=stage))
 
+    def _speculate(self, variant: Variant, stage: str) -> None:
+        """With workers that can try runs ahead (``speculate``): ``variant``'s sure LR runs, kept apart from
+        the study until a stage asks for them, so the pick and the study stay those of one worker."""
+        speculate = getattr(self.study, "speculate", None)
+        if speculate is None or variant in self._scores:
+            return
+        center = self.plan.center(variant)
+        for lr in [center] + ([center * self.plan.factor] if self.plan.max_runs >= 2 else []):
+            speculate(RunConfig(variant, self.plan.snap(lr), stage=stage))
+
     def _pick(self, variants: list[Variant], stage: str, tolerance: float) -> Variant:
         self._submit(variants, stage)
         scores = [self.evaluate(v, stage) for v in variants]
@@ -204,6 +214,9 @@ class StagedSearch:
         if not down_only:
             while r * 2 <= o.max_r:
                 nxt = at(r * 2)
+                self._submit([nxt], name)
+                if r * 4 <= o.max_r:  # with idle workers: two ranks up, in case doubling pays again
+                    self._speculate(start.with_(r=r * 4, alpha=float(r * 4 * ratio)), name)
                 gain = self._ppl(start.with_(r=r, alpha=float(r * ratio)), name) / self._ppl(nxt, name) - 1
                 if gain < o.rank_tolerance:
                     break  # doubling stopped paying
@@ -218,6 +231,9 @@ class StagedSearch:
                 ):
                     break
                 r //= 2
+        settle = getattr(self.study, "settle", None)
+        if settle is not None:  # the rank is decided: runs tried ahead and not started are not wanted
+            settle()
         variants = list(dict.fromkeys(tried))
         winner = self._pick(variants, name, tolerance=o.rank_tolerance)
         note = f"doubling r must lower perplexity by ≥ {o.rank_tolerance:.1%}; the cheapest rank within it wins"

@@ -74,6 +74,10 @@ WORKER_PREFIX = "loratune:worker:"
 NOT_IN_DIGEST = ("train_final", "final_steps", "threads", "time_budget", "export")
 # A factory (for tests and other back ends): "path/to/file.py:function" → function(config) -> (inputs, objective)
 FACTORY_ENV = "LORATUNE_WORKER_FACTORY"
+# Staged runs tried ahead of need (a rank two steps up, while workers are idle) live in a side study, so the
+# search's own study holds exactly what one worker would have run; the coordinator adopts what it needs.
+AHEAD_SUFFIX = ".ahead"
+WANTED_ATTR = "loratune:wanted"  # the side study's keys still worth running
 
 
 # -- the search a study holds --------------------------------------------------------------------------
@@ -216,12 +220,15 @@ class WorkerStudy(SearchStudy):
                 recover_pool(self)
             time.sleep(POLL_S)
 
-    def claim(self) -> optuna.trial.Trial | None:
-        """A WAITING trial, taken with Optuna's atomic WAITING → RUNNING (what ``ask`` does first)."""
+    def claim(self, only: set[str] | None = None) -> optuna.trial.Trial | None:
+        """A WAITING trial (one of the keys ``only``, when given), taken with Optuna's atomic WAITING →
+        RUNNING (what ``ask`` does first)."""
         import optuna
         from optuna.trial import TrialState
 
         for t in self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            if only is not None and t.user_attrs.get("key") not in only:
+                continue
             try:
                 if not self._storage.set_trial_state_values(t._trial_id, state=TrialState.RUNNING):
                     continue
@@ -298,6 +305,10 @@ def _run_worker(storage: str, study_name: str, *, index: int, threads: int | Non
         opt = optuna_options(config)
     study = WorkerStudy(storage, fingerprint=fp, name=study_name, sampler=sampler, pruner=pruner, create=False,
                         recover=False)  # fmt: skip
+    ahead = None
+    if config.strategy == "staged":
+        with contextlib.suppress(ConfigError):  # a coordinator that tries nothing ahead has no side study
+            ahead = WorkerStudy(storage, fingerprint=fp, name=study_name + AHEAD_SUFFIX, create=False, recover=False)
     me = f"{WORKER_PREFIX}{_host()}:{os.getpid()}"
     say(f"worker {index} ({_host()}:{os.getpid()}, {device}) joined study {study_name!r}: {config.strategy} search")
     trained, asked, idle_since = 0, 0, time.monotonic()
@@ -312,9 +323,11 @@ def _run_worker(storage: str, study_name: str, *, index: int, threads: int | Non
         if time.monotonic() - last_check > 1.0:
             last_check = time.monotonic()
             recover_pool(study)
+            if ahead is not None:
+                recover_pool(ahead)
         if _sys_attrs(study).get(DONE_ATTR):
             break
-        trial, run = _next_run(study, opt, plan, asked)
+        trial, run, which = _next_run(study, opt, plan, asked, ahead)
         if trial is None or run is None:
             if opt is not None and asked >= 4 * opt.n_trials:
                 break
@@ -326,7 +339,7 @@ def _run_worker(storage: str, study_name: str, *, index: int, threads: int | Non
             time.sleep(POLL_S)
             continue
         asked += 1
-        rec = study.run(run, objective, trial=trial, prune=opt is not None and opt.pruner != "none")
+        rec = which.run(run, objective, trial=trial, prune=opt is not None and opt.pruner != "none")
         idle_since = time.monotonic()
         if rec.cached_study is None:
             trained += 1
@@ -337,14 +350,21 @@ def _run_worker(storage: str, study_name: str, *, index: int, threads: int | Non
     return trained
 
 
-def _next_run(study: WorkerStudy, opt: Any, plan: LRPlan, asked: int) -> tuple[Any, RunConfig | None]:
-    """The next trial to run: a queued one (staged), or a sampled one while runs are missing (optuna)."""
+def _next_run(
+    study: WorkerStudy, opt: Any, plan: LRPlan, asked: int, ahead: WorkerStudy | None = None
+) -> tuple[Any, RunConfig | None, WorkerStudy]:
+    """The next trial to run and its study: a queued one (staged; the search's own first, then one tried
+    ahead that is still wanted), or a sampled one while runs are missing (optuna)."""
     if opt is None:
-        trial = study.claim()
+        trial, which = study.claim(), study
+        if trial is None and ahead is not None:
+            wanted = set(_sys_attrs(ahead).get(WANTED_ATTR) or [])
+            trial, which = (ahead.claim(only=wanted) if wanted else None), ahead
         if trial is None:
-            return None, None
+            return None, None, study
         ua = trial.user_attrs
-        return trial, RunConfig(Variant.from_dict(ua["variant"]), float(ua["learning_rate"]), stage=ua.get("stage", ""))
+        run = RunConfig(Variant.from_dict(ua["variant"]), float(ua["learning_rate"]), stage=ua.get("stage", ""))
+        return trial, run, which
     from optuna.trial import TrialState
 
     from loratune.search.optuna_strategy import _suggest
@@ -353,10 +373,10 @@ def _next_run(study: WorkerStudy, opt: Any, plan: LRPlan, asked: int) -> tuple[A
     running = study.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     waiting = study.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
     if asked >= 4 * opt.n_trials or (not waiting and _distinct(finished) + len(running) >= opt.n_trials):
-        return None, None
+        return None, None, study
     trial = study.ask()
     variant, lr = _suggest(trial, opt, plan)
-    return trial, RunConfig(variant, lr, stage="optuna")
+    return trial, RunConfig(variant, lr, stage="optuna"), study
 
 
 def _worker_sampler(config: SearchConfig, index: int) -> tuple[Any, Any]:
