@@ -7,7 +7,9 @@ Everything goes through Optuna's own trial states, no queue of ours:
   hold the run's key and config (``PooledStudy.submit``); a stage submits all its runs at once (every
   variant × the LRs its sweep surely needs) and waits for them. Workers claim WAITING trials with Optuna's
   atomic WAITING → RUNNING transition, train, ``tell``. The strategy's decisions read the same results in
-  the same order as with one worker, so the pick is the same.
+  the same order as with one worker, so the pick is the same. While a worker would idle, the rank stage
+  tries the rank two steps up ahead of need in a side study (``<name>.ahead``); a stage that then asks for
+  it *adopts* the finished run into the search's study, so that study holds exactly one worker's runs.
 - **optuna**: every worker samples (``study.ask``, TPE with ``constant_liar``) and prunes by itself; the
   coordinator only enqueues the baseline, waits for ``--trials`` distinct runs and picks the knee.
 - **no config runs twice**: before training, a trial writes its key, then waits while a *lower-numbered*
