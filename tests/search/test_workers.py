@@ -355,7 +355,9 @@ def test_bad_worker_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "pass either --storage URL or --out DIR" in refused("worker")
     assert "--workers must be >= 1, got 0" in refused("search", "smollm2-135m", "--out", str(tmp_path / "x"),
                                                       "--workers", "0")  # fmt: skip
-    assert "no study named 'loratune'" in refused("worker", "--storage", f"sqlite:///{tmp_path / 'empty.db'}")
+    assert "no study at" in refused("worker", "--storage", f"sqlite:///{tmp_path / 'empty.db'}")
+    assert "no study at" in refused("worker", "--out", str(tmp_path / "nowhere"))
+    assert not (tmp_path / "empty.db").exists() and not (tmp_path / "nowhere").exists()  # nothing made
     # a one-worker search keeps SQLite, which several workers must not share: refused, not silently restarted
     run_search(CONFIGS["staged"], tmp_path / "s", inputs=inputs(anatomy), objective=LoggedObjective())
     assert "runs without workers" in refused("worker", "--out", str(tmp_path / "s"))

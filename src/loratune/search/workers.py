@@ -273,6 +273,15 @@ def run_worker(
 
 def _run_worker(storage: str, study_name: str, *, index: int, threads: int | None, device: str,
                 say: Callable[[str], None]) -> int:  # fmt: skip
+    from pathlib import Path
+
+    from loratune.search.storage import JOURNAL_SCHEME
+
+    for scheme in ("sqlite:///", JOURNAL_SCHEME):  # a worker joins a study; it never makes a file of one
+        if storage.startswith(scheme):
+            path = Path(("/" if scheme == JOURNAL_SCHEME else "") + storage[len(scheme) :].split("?", 1)[0])
+            if not path.is_file():
+                raise ConfigError(f"no study at {path}", "pass the --out or --storage of a running search")
     probe = SearchStudy(storage, fingerprint="", name=study_name, create=False, recover=False)
     deadline = time.monotonic() + grace_s()
     while OPTIONS_ATTR not in probe.study.user_attrs:
