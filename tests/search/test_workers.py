@@ -363,3 +363,6 @@ def test_bad_worker_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "runs without workers" in refused("worker", "--out", str(tmp_path / "s"))
     with pytest.raises(ConfigError, match="several workers must not share"):
         run_search(CONFIGS["staged"], tmp_path / "s", inputs=inputs(anatomy), objective=LoggedObjective(), workers=2)
+    with pytest.raises(ConfigError, match="several workers must not share a SQLite study"):
+        run_search(CONFIGS["staged"], tmp_path / "t", storage=f"sqlite:///{tmp_path / 't.db'}", inputs=inputs(anatomy),
+                   objective=LoggedObjective(), workers=2)  # fmt: skip

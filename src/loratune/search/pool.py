@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from loratune.errors import TrialError
+from loratune.errors import ConfigError, TrialError
 from loratune.search.config import SearchConfig
 from loratune.search.events import Log, RunFinished, WorkersStarted, ignore
 from loratune.search.space import RunConfig, Variant
@@ -235,6 +235,12 @@ def _config_attrs(config: RunConfig, key: str) -> dict[str, Any]:
 def open_pooled_study(storage: Any, url: str, fp: str, config: SearchConfig, *, sampler: Any = None,
                       pruner: Any = None, name: str = STUDY_NAME) -> PooledStudy:  # fmt: skip
     """The coordinator's study at ``storage`` (a URL or an opened storage; ``url`` is what workers open)."""
+    if url.lower().startswith("sqlite"):
+        raise ConfigError(
+            "several workers must not share a SQLite study (Optuna does not support it: claims can fail with "
+            "'database is locked')",
+            "drop --storage (the workers then share <out>/study.journal), or use a server such as postgresql://…",
+        )
     study = PooledStudy(storage, fingerprint=fp, name=name, sampler=sampler, pruner=pruner, recover=False)
     study.url, study.name, study._submitted, study._wanted = url, name, set(), set()
     if config.strategy == "staged":
