@@ -19,10 +19,7 @@ from typing import TYPE_CHECKING, Any
 from loratune.errors import ConfigError, TrialError
 from loratune.search.config import SearchConfig
 from loratune.search.events import Log, RunFinished, WorkersStarted, ignore
-from loratune.search.space import RunConfig, Variant
-from loratune.search.storage import heartbeat_s, storage_errors, storage_lost
-from loratune.search.study import STUDY_NAME, Objective, SearchStudy, TrialRecord, _host, _record
-from loratune.search.workers import (
+from loratune.search.poolstate import (
     AHEAD_SUFFIX,
     COORDINATOR_ATTR,
     DONE_ATTR,
@@ -35,6 +32,9 @@ from loratune.search.workers import (
     bind_options,
     recover_pool,
 )
+from loratune.search.space import RunConfig, Variant
+from loratune.search.storage import heartbeat_s, storage_errors, storage_lost
+from loratune.search.study import STUDY_NAME, Objective, SearchStudy, TrialRecord, _host, _record
 
 if TYPE_CHECKING:
     import optuna

@@ -304,8 +304,8 @@ def _open_study(
     (already opened; ``url`` is its URL, for the workers); a folder this call made is removed again when the
     study cannot be opened (another model's study, a broken file). The search's options are bound to it."""
     from loratune.search.pool import open_pooled_study
+    from loratune.search.poolstate import bind_options
     from loratune.search.storage import local_storage
-    from loratune.search.workers import bind_options
 
     with removed_on_failure(out):
         out.mkdir(parents=True, exist_ok=True)
