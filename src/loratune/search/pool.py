@@ -77,6 +77,7 @@ class PooledStudy(SearchStudy):
             return self._record_cache_hit(config, key, found[0], found[1])
         self.submit(config)
         if self.ahead is not None and self._ahead_has(key):
+            self._want(key)  # asked for now: a retry of it there must be taken up too
             rec = self._adopt(config, key, self.wait_for(key, config, self.ahead))
         else:
             rec = self.wait_for(key, config)
@@ -96,8 +97,7 @@ class PooledStudy(SearchStudy):
         busy = self.study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))
         if len(busy) + len(self._wanted) >= self.pool.count:
             return  # every worker has a run the search needs: nothing to gain
-        self._wanted.add(key)
-        _sys_set(self.ahead, WANTED_ATTR, sorted(self._wanted))
+        self._want(key)
         self.pool.ensure_started(self)
         self.ahead.study.enqueue_trial({}, user_attrs=_config_attrs(config, key))
 
@@ -117,10 +117,14 @@ class PooledStudy(SearchStudy):
             return True
         states = (TrialState.WAITING, TrialState.RUNNING)
         live = [t for t in self.ahead.study.get_trials(deepcopy=False, states=states) if t.user_attrs.get("key") == key]
-        if any(t.state == TrialState.WAITING for t in live):
+        if live:
+            self._want(key)
+        return bool(live)
+
+    def _want(self, key: str) -> None:
+        if self.ahead is not None and key not in self._wanted:
             self._wanted.add(key)
             _sys_set(self.ahead, WANTED_ATTR, sorted(self._wanted))
-        return bool(live)
 
     def _adopt(self, config: RunConfig, key: str, ran: TrialRecord) -> TrialRecord:
         """The run tried ahead, now asked for: recorded in this study as the run it is (trained here)."""
