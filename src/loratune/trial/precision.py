@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from loratune.errors import ConfigError
 
-COMPUTE_DTYPE_CHOICES = ("auto", "bf16", "fp32")
+COMPUTE_DTYPE_CHOICES = ("auto", "bf16", "fp16", "fp32")  # fp16: CUDA only (loss scaler)
 
 
 def cpu_has_fast_bf16() -> bool:
@@ -29,11 +29,8 @@ def resolve_compute_dtype(requested: str, device: str) -> str:
     (bench/trial_throughput.py) checks the final loss stays within 2 % of an fp32 run.
     """
     if requested not in COMPUTE_DTYPE_CHOICES:
-        raise ConfigError(f"unknown compute dtype {requested!r}", "use auto, bf16 or fp32")
-    if requested != "auto":
-        return requested
-    if device.startswith("cuda"):
-        import torch
+        raise ConfigError(f"unknown compute dtype {requested!r}", "use auto, bf16, fp16 (CUDA) or fp32")
+    # The per-device rule (CUDA: bf16, else fp16 with a loss scaler, else fp32) lives in trial/device.py.
+    from loratune.trial.device import choose_dtype
 
-        return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
-    return "bf16" if cpu_has_fast_bf16() else "fp32"
+    return choose_dtype(requested, device)
