@@ -245,10 +245,14 @@ def test_to_dict_has_bytes_terms_and_total(vocab: int) -> None:
         ({"quant": "3bit"}, "unknown quant"),
         ({"optimizer": "adam"}, "unknown optimizer"),
         ({"device": "tpu"}, "unknown device"),
-        ({"quant": "4bit", "device": "cpu"}, "needs bitsandbytes on CUDA"),
     ],
 )
 def test_bad_settings_raise_config_error(kw: dict[str, object], needle: str) -> None:
     with pytest.raises(ConfigError, match=needle) as ei:
         MemorySettings(**kw)  # type: ignore[arg-type]
     assert ei.value.hint
+
+
+def test_a_quantized_base_on_the_cpu_is_estimated() -> None:
+    # bitsandbytes >= 0.50 runs on the CPU: a 4-bit CPU step is a real configuration (issue #12).
+    assert MemorySettings(quant="4bit", device="cpu").quant == "4bit"

@@ -79,8 +79,7 @@ class MemorySettings:
             raise ConfigError(
                 "autocast over fp32 weights (classic AMP) is not modeled", "store the base in bf16: --dtype bf16"
             )
-        if self.quant != "none" and self.device != "cuda":
-            raise ConfigError(f"--quant {self.quant} needs bitsandbytes on CUDA", "use --device cuda or --quant none")
+        # A quantized base on the CPU is allowed: bitsandbytes >= 0.50 runs 4-bit/8-bit layers there too.
 
     @property
     def tokens(self) -> int:

@@ -111,6 +111,13 @@ def quant_of(model: Any) -> str:
     return "none"
 
 
+def recorded_quant(metrics: dict[str, Any] | None) -> str:
+    """The ``quant`` a trial's metrics.json records under ``load`` (``none`` when absent or unknown)."""
+    load = (metrics or {}).get("load")
+    value = load.get("quant") if isinstance(load, dict) else None
+    return value if value in QUANTS else "none"
+
+
 def load_flags(model: Any) -> dict[str, Any]:
     """What loading the base took beyond its dtype: ``{"quant": …, "quantization_config": {…}}``, the
     config as transformers writes it (``BitsAndBytesConfig.to_dict()``), for exports and for reloading."""

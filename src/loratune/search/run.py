@@ -145,7 +145,7 @@ def load_inputs(config: SearchConfig, *, log: Log = ignore) -> SearchInputs:
     anatomy = load_anatomy(source)
     config.check_against(anatomy)  # a --modules set that matches nothing is refused before the weights load
     log(ModelLoading(source.label))
-    runner = TrialRunner(source, threads=config.threads)
+    runner = TrialRunner(source, threads=config.threads, device=config.device, quant=config.quant)
     data = load_search_data(
         config.data,
         runner.tokenizer,
@@ -160,7 +160,8 @@ def load_inputs(config: SearchConfig, *, log: Log = ignore) -> SearchInputs:
     if data.val_path is not None:
         digest += "+" + content_digest(data.val_path)
     return SearchInputs(
-        model=source.label,
+        # A quantized base is another model for the study (its runs are not the dense base's).
+        model=source.label if config.quant == "none" else f"{source.label} ({config.quant})",
         anatomy=anatomy,
         train=data.train,
         val=data.val,

@@ -353,7 +353,7 @@ def cleanup(peft_model: Any) -> Any:
 
 
 def _peak_memory(device: str, track: list[Any]) -> Any:
-    return PeakMemory("cuda" if device.startswith("cuda") else "cpu", track=track)
+    return PeakMemory(device if device.startswith("cuda") else "cpu", track=track)
 
 
 def _jsonable(obj: Any) -> Any:

@@ -46,7 +46,8 @@ class TrialRunner:
         self.compute_dtype = resolve_compute_dtype(compute_dtype, device)
         self._models: dict[str, Any] = {}
         self._anatomy: Any = None
-        set_threads(threads)
+        if self.device == "cpu":  # no CPU thread tuning on CUDA
+            set_threads(threads)
         if isinstance(source, tuple):
             model, self.tokenizer = source
             self.source: ModelSource | None = None
