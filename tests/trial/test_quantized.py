@@ -78,3 +78,21 @@ def test_8bit_base_trains_with_a_falling_loss():
     assert res.status == "ok", res.message
     assert res.extra["quant"] == "8bit"
     assert res.val_loss_after < res.val_loss_before
+
+
+@pytest.mark.parametrize("quant", ["4bit", "8bit"])
+def test_in_memory_quantization_equals_loading_through_bitsandbytes_config(quant):
+    """Random-weight shapes at real scale are quantized in memory (no 16 GB disk round trip): the same
+    layers, state and loss as transformers' BitsAndBytesConfig path."""
+    import torch
+
+    from loratune.models.quantized import quant_of, quantize_in_memory, quantize_loaded
+
+    loaded = quantize_loaded(tiny_llama(), quant, compute_dtype="bf16")
+    in_memory = quantize_in_memory(tiny_llama(), quant, compute_dtype="bf16")
+    assert quant_of(in_memory) == quant
+    a, b = loaded.state_dict(), in_memory.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    ids = torch.randint(0, 128, (2, 16), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert float(in_memory(input_ids=ids, labels=ids).loss) == float(loaded(input_ids=ids, labels=ids).loss)

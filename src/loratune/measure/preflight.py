@@ -129,7 +129,7 @@ def run_preflight(
 ) -> Preflight:
     """Refuse what cannot fit, else build the random-weight model and measure ``steps`` training steps."""
     from loratune.measure.peak_memory import measure_training_peak
-    from loratune.models.quantized import check_bitsandbytes, quantize_loaded
+    from loratune.models.quantized import check_bitsandbytes, quantize_in_memory
 
     free = available_bytes(device)
     check_fits(estimate, device, free)
@@ -138,7 +138,7 @@ def run_preflight(
     t0 = time.perf_counter()
     model = random_model(config_dict, dtype=settings.dtype, device=device, attn_impl=settings.attn_impl)
     if settings.quant != "none":
-        model = quantize_loaded(model, settings.quant, compute_dtype=settings.dtype, device=device)
+        model = quantize_in_memory(model, settings.quant, compute_dtype=settings.dtype, device=device)
     # The measurement's device is the one the user named (cuda:N); the estimate's is its kind.
     measured = measure_training_peak(model, spec, settings, steps=steps, device=device)
     return Preflight(

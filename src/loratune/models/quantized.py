@@ -88,6 +88,68 @@ def quantize_loaded(model: Any, quant: str, *, compute_dtype: str = "bf16", devi
     return quantized
 
 
+def quantize_in_memory(model: Any, quant: str, *, compute_dtype: str = "bf16", device: str = "cpu") -> Any:
+    """Quantize an in-memory model's linear layers in place, without a round trip through disk: for
+    random-weight shapes at real scale (``budget --measure``, bench/gpu_check.sh), where saving 16 GB
+    of an 8B model only to load it back would take most of the run.
+
+    The same layers transformers' bitsandbytes integration builds (``Linear4bit`` NF4 with double
+    quantization / ``Linear8bitLt`` int8 without fp16 weights, threshold 6.0), every ``nn.Linear``
+    except the output head (transformers keeps ``lm_head`` dense too), the same flags on the model
+    (``is_loaded_in_4bit`` / ``is_loaded_in_8bit``, ``config.quantization_config``), then
+    :func:`prepare_for_kbit`. Tested against :func:`quantize_loaded` on the CPU (same losses)."""
+    import bitsandbytes as bnb
+    import torch
+
+    check_quant(quant)
+    if quant == "none":
+        return model
+    compute = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[compute_dtype]
+    # As from_pretrained(dtype=…) holds the dense weights before bitsandbytes quantizes them; buffers (RoPE's
+    # inv_freq) stay as they are, as they do there.
+    for p in model.parameters():
+        p.data = p.data.to(compute)
+    head = model.get_output_embeddings()
+    target = torch.device(device)
+    for module in list(model.modules()):
+        for child_name, child in list(module.named_children()):
+            if type(child) is not torch.nn.Linear or child is head:
+                continue
+            w, bias = child.weight.data, child.bias
+            if quant == "4bit":
+                new: Any = bnb.nn.Linear4bit(
+                    child.in_features,
+                    child.out_features,
+                    bias=bias is not None,
+                    compute_dtype=compute,
+                    compress_statistics=True,
+                    quant_type="nf4",
+                    device="meta",
+                )
+                new.weight = bnb.nn.Params4bit(
+                    w.to(compute), requires_grad=False, compress_statistics=True, quant_type="nf4"
+                )
+            else:
+                new = bnb.nn.Linear8bitLt(
+                    child.in_features,
+                    child.out_features,
+                    bias=bias is not None,
+                    has_fp16_weights=False,
+                    threshold=6.0,
+                    device="meta",
+                )
+                new.weight = bnb.nn.Int8Params(w, requires_grad=False, has_fp16_weights=False)
+            if bias is not None:
+                new.bias = torch.nn.Parameter(bias.data.to(compute), requires_grad=False)
+            new.train(child.training)
+            setattr(module, child_name, new.to(target))  # moving is what quantizes (bitsandbytes)
+            del child, w
+    model.is_loaded_in_4bit = quant == "4bit"
+    model.is_loaded_in_8bit = quant == "8bit"
+    model.config.quantization_config = bnb_config(quant, compute_dtype)
+    return prepare_for_kbit(model)
+
+
 def prepare_for_kbit(model: Any) -> Any:
     from peft import prepare_model_for_kbit_training
 
