@@ -71,11 +71,11 @@ class TrialRunner:
             if self.source is not None:
                 self._models[dtype], _ = self._load(dtype)
             elif self.quant != "none":
-                from loratune.models.quantized import quantize_loaded
+                from loratune.errors import ConfigError
 
-                dense = self._models[self.compute_dtype]
-                self._models[dtype] = _prepare(
-                    quantize_loaded(dense, self.quant, compute_dtype=dtype, device=self.device)
+                raise ConfigError(
+                    f"this runner's {self.quant} base computes in {self.compute_dtype}, not {dtype}",
+                    f"build the runner with compute_dtype={dtype!r}",
                 )
             else:
                 self._models[dtype] = _prepare(copy.deepcopy(self.model).to(torch_dtype(dtype)))
@@ -141,9 +141,10 @@ class TrialRunner:
     def _place(self, model: Any, dtype: str) -> Any:
         """An in-memory model on this runner's device, in ``dtype`` (or quantized by bitsandbytes)."""
         if self.quant != "none":
-            from loratune.models.quantized import quantize_loaded
+            # In place, no disk round trip: the same layers as from_pretrained(BitsAndBytesConfig) (tested).
+            from loratune.models.quantized import quantize_in_memory
 
-            return quantize_loaded(model, self.quant, compute_dtype=dtype, device=self.device)
+            return quantize_in_memory(model, self.quant, compute_dtype=dtype, device=self.device)
         return model.to(device=self.device, dtype=torch_dtype(dtype))
 
 
