@@ -140,6 +140,11 @@ class TrialRunner:
 
     def _place(self, model: Any, dtype: str) -> Any:
         """An in-memory model on this runner's device, in ``dtype`` (or quantized by bitsandbytes)."""
+        from loratune.models.quantized import quant_of
+
+        if quant_of(model) != "none":  # quantized already (e.g. a bench's QLoRA base): placed, kept as it is
+            self.quant = quant_of(model)
+            return model
         if self.quant != "none":
             # In place, no disk round trip: the same layers as from_pretrained(BitsAndBytesConfig) (tested).
             from loratune.models.quantized import quantize_in_memory
