@@ -39,6 +39,7 @@ class Case:
     expect: int = 2
     why: str = ""
     words: tuple[str, ...] = ()  # each must appear in the output (case-insensitive)
+    max_lines: int = MAX_LINES  # the help page a bare `loratune` prints is longer, and that is right
 
 
 @dataclass
@@ -57,7 +58,7 @@ class Outcome:
         if "Traceback" in self.output:
             p.append("traceback")
         lines = [ln for ln in self.output.splitlines() if ln.strip()]
-        if self.case.expect == 2 and len(lines) > MAX_LINES:
+        if self.case.expect == 2 and len(lines) > self.case.max_lines:
             p.append(f"{len(lines)} lines of output")
         for w in self.case.words:
             if w.lower() not in self.output.lower():
@@ -167,7 +168,7 @@ def cases() -> list[Case]:
     add = c.append
     # --- usage errors, every command -------------------------------------------------------------
     add(Case(["nosuchcommand"], why="unknown command"))
-    add(Case([], why="no command: help, exit 2 (click's convention)"))
+    add(Case([], why="no command: help, exit 2 (click's convention)", max_lines=40, words=("Commands",)))
     for cmd in ("inspect", "budget", "recommend", "train", "eval", "search"):
         add(Case([cmd], why="missing MODEL", words=("missing",)))
         add(Case([cmd, "gpt2", "--bogus"], why="unknown option", words=("no such option",)))
@@ -400,6 +401,47 @@ def cases() -> list[Case]:
         add(Case(["eval", "smollm2-135m", "--data", f"F/{f}"], why=f"eval --data {f}"))
     add(Case(["eval", "smollm2-135m", "--data", "demo", "--adapter", "F/model_badst"], why="a model, not an adapter"))
     add(Case(["eval", "smollm2-135m", "--data", "demo", "--seed", "-1"]))
+    # --- budget / recommend: more numbers, config files, export lists, output paths (issue #11) -------
+    for argv, words in (
+        (["--alpha-pattern", "c_attn=1e400"], ("alpha_pattern",)),
+        (["--rank-pattern", "c_attn=1e400"], ("--rank-pattern",)),
+        (["--rank-pattern", "c_attn=2.5"], ("whole number",)),
+        (["--rank-pattern", "(=4"], ("regex",)),
+        (["--rank-pattern", "c_attn=5000"], ("largest sensible r",)),
+        (["--r", "769"], ("largest sensible r is 768",)),
+        (["--r", "99999999999999999999999"], ("largest sensible r is 768",)),
+        (["--seq-len", "99999999999999999999999"], ("--seq-len",)),
+        (["--batch-size", "99999999999999999999999"], ("--batch-size",)),
+        (["--layers", "0-99999999999999999999"], ("last layer",)),
+        (["--target-r", "4"], ("adalora",)),
+        (["--exclude", "c_fc"], ("exclude",)),
+        (["--exclude", "c_atn"], ("did you mean",)),
+        (["--modules-to-save", "nosuch"], ("modules_to_save",)),
+        (["--vram", "infGB"], ("--vram",)),
+        (["--vram", "2048TiB"], ("--vram",)),
+        (["--alpha", "1e400"], ("lora_alpha",)),
+    ):
+        add(Case(["budget", "gpt2", *argv], why=f"budget {' '.join(argv)}", words=words))
+    for f in ("nonutf8.json", "deep.json", "list.json", "unknownkey.json", "unknowntop.json", "nan.json", "negr.json"):
+        add(Case(["budget", "gpt2", "--config", f"F/{f}"], why=f"budget --config {f}", words=(f,)))
+    add(Case(["budget", "gpt2", "--config", "F/missing.json"], words=("does not exist",)))
+    for argv, words in (
+        (["--dataset-size", "99999999999999999999999"], ("--dataset-size",)),
+        (["--seq-len", "99999999999999999999999"], ("--seq-len",)),
+        (["--vram", "0GB"], ("--vram",)),
+        (["--vram", "nanGB"], ("--vram",)),
+        (["--export", "peft,nonsense", "--out", "out"], ("nonsense",)),
+        (["--export", "peft,axolotl"], ("--out",)),
+        (["--export", ","], ("--export",)),
+        (["--export", "peft,axolotl", "--out", "F/afile"], ("--out",)),
+        (["--export", "peft,axolotl", "--out", "F/afile/sub"], ("--out",)),
+        (["--export", "peft,torchtune", "--out", "out"], ("torchtune",)),
+        (["--out", "F/adir"], ("directory",)),
+        (["--out", "/proc/loratune.json"], ("not writable",)),
+    ):
+        add(Case(["recommend", "gpt2", "--dataset-size", "100", *argv], why=f"recommend {' '.join(argv)}", words=words))
+    for f in ("adir", "nonutf8.jsonl", "wrongcol.jsonl", "data.xyz", "bad.parquet", "deep.json"):
+        add(Case(["recommend", "gpt2", "--data", f"F/{f}"], why=f"recommend --data {f}"))
     return c
 
 

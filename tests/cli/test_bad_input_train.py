@@ -136,7 +136,7 @@ def test_wrong_columns_hint_names_only_real_flags(cli, tmp_path):
 @pytest.mark.parametrize(
     ("out", "needle"),
     [
-        ("afile", "is an existing file, not a directory"),
+        ("afile", "is an existing file, not a folder"),
         ("afile/sub", "lies under"),
         ("/proc/loratune-test", "is not writable"),
         ("full", "is a directory with other files in it"),

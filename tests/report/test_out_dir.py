@@ -7,20 +7,21 @@ from pathlib import Path
 import pytest
 
 from loratune.errors import ConfigError
+from loratune.outputs import check_output_dir
 from loratune.report import StudyData, write_report
-from loratune.search.outdir import check_out_dir, removed_on_failure
+from loratune.search.outdir import removed_on_failure
 
 
-def test_check_out_dir_refuses_files_and_unwritable_places_and_creates_nothing(tmp_path: Path) -> None:
+def test_check_output_dir_refuses_files_and_unwritable_places_and_creates_nothing(tmp_path: Path) -> None:
     (tmp_path / "afile").write_text("x")
     with pytest.raises(ConfigError, match="is an existing file, not a folder"):
-        check_out_dir(tmp_path / "afile")
+        check_output_dir(tmp_path / "afile")
     with pytest.raises(ConfigError, match=r"lies under .*afile, which is a file"):
-        check_out_dir(tmp_path / "afile" / "a" / "b")
+        check_output_dir(tmp_path / "afile" / "a" / "b")
     with pytest.raises(ConfigError, match="is not writable"):
-        check_out_dir(Path("/proc/loratune/x"))
-    check_out_dir(tmp_path / "new" / "deep")  # fine: it can be made
-    check_out_dir(tmp_path)
+        check_output_dir(Path("/proc/loratune/x"))
+    check_output_dir(tmp_path / "new" / "deep")  # fine: it can be made
+    check_output_dir(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]  # the probe left nothing
 
 

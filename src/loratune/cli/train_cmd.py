@@ -16,7 +16,7 @@ from loratune.budget.spec import default_alpha
 from loratune.cli.common import JsonOpt, ModelArg, console, err_console, print_json, warn_lines
 from loratune.cli.interrupt import keep_note
 from loratune.errors import ConfigError
-from loratune.outputs import check_output_dir
+from loratune.outputs import ADAPTER_MARKERS, check_output_dir
 from loratune.trial.config_file import adapter_fields, check_adapter_values, read_config_file, training_fields
 from loratune.trial.device import DEVICE_HELP, QUANT_HELP
 from loratune.trial.types import TrainSettings
@@ -118,7 +118,7 @@ def train(
         flags={"r": "--r", "lora_alpha": "--alpha", "lora_dropout": "--dropout", "target_r": "--target-r"},
     )
     if out is not None:
-        check_output_dir(out, "--out")
+        check_output_dir(out, "--out", replaceable=ADAPTER_MARKERS)
     raw = read(data, format=fmt, prompt_column=prompt_column, response_column=response_column, val_data=val_data)
     if val_data is None:
         check_val_fraction(val_fraction, allow_zero=False)
@@ -155,7 +155,7 @@ def train(
     source = resolve_source(model)
     out_dir = out or Path("runs") / _slug(f"{source.label}-{first.method}-r{first.r}")
     if out is None:
-        check_output_dir(out_dir, "--out")
+        check_output_dir(out_dir, "--out", replaceable=ADAPTER_MARKERS)
     # Ctrl-C from here on: the adapter is written into a temp directory and renamed when complete, so an
     # interrupted run leaves nothing (cli/app.py prints the note, exit 130).
     keep_note("nothing was saved")

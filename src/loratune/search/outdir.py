@@ -1,44 +1,12 @@
-"""An output folder checked before any work (``search --out``, ``report --out``), and removed again when
-what was to fill it fails to open.
-
-A folder is usable when it is a directory or can be made one: not an existing regular file, not under
-one, and its nearest existing ancestor takes a new entry (probed by making and removing a temporary
-directory there: root passes ``os.access`` on read-only places such as ``/proc``). Nothing is left
-behind by the check.
-
-(``cli/common.py`` is getting a shared output-path helper; this one is the search's and the report's own,
-on folders, and may be folded into it.)
-"""
+"""A study folder removed again when what was to fill it fails to open (the check before any work is
+:func:`loratune.outputs.check_output_dir`, shared by every command)."""
 
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-
-from loratune.errors import ConfigError
-
-
-def check_out_dir(path: Path, *, flag: str = "--out") -> None:
-    """Raise ConfigError unless ``path`` is, or can become, a writable directory. Creates nothing."""
-    path = Path(path)
-    fix = f"pass {flag} a folder path you can write to"
-    if path.exists() and not path.is_dir():
-        raise ConfigError(f"{flag} {path} is an existing file, not a folder", fix)
-    probe = path
-    while not probe.exists():
-        if probe.parent == probe:
-            break
-        probe = probe.parent
-    if probe.exists() and not probe.is_dir():
-        raise ConfigError(f"{flag} {path} lies under {probe}, which is a file", fix)
-    try:
-        os.rmdir(tempfile.mkdtemp(dir=probe, prefix=".loratune-probe-"))
-    except OSError as e:
-        raise ConfigError(f"{flag} {path} is not writable ({e.strerror or type(e).__name__} in {probe})", fix) from None
 
 
 @contextlib.contextmanager

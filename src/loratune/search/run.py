@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from loratune.errors import ConfigError
+from loratune.outputs import check_output_dir
 from loratune.search.config import (
     RANKS,
     SearchConfig,
@@ -35,7 +36,7 @@ from loratune.search.events import (
     ignore,
 )
 from loratune.search.knee import Choice, VariantScore, choose, score_variants
-from loratune.search.outdir import check_out_dir, removed_on_failure
+from loratune.search.outdir import removed_on_failure
 from loratune.search.saved import SEARCH_JSON, SavedSearch, read_search_json, write_search_json
 from loratune.search.space import RunConfig, Variant
 from loratune.search.staged import SearchOutcome, StagedOptions, planned_variants
@@ -145,7 +146,8 @@ def load_inputs(config: SearchConfig, *, log: Log = ignore) -> SearchInputs:
     anatomy = load_anatomy(source)
     config.check_against(anatomy)  # a --modules set that matches nothing is refused before the weights load
     log(ModelLoading(source.label))
-    runner = TrialRunner(source, threads=config.threads, device=config.device, quant=config.quant)
+    # auto: bf16 where the device runs it natively (CPU: AVX512-BF16/AMX; CUDA: bf16-capable), else fp32/fp16
+    runner = TrialRunner(source, compute_dtype="auto", threads=config.threads, device=config.device, quant=config.quant)
     data = load_search_data(
         config.data,
         runner.tokenizer,
@@ -197,7 +199,7 @@ def run_search(
     with _optuna_verbosity(quiet_optuna):
         # Before any work: a folder that cannot be written, or a --storage that cannot be opened, is
         # refused now (one connection attempt, with a timeout), not after the model has loaded.
-        check_out_dir(out)
+        check_output_dir(out)
         opened = open_early(storage)
         if inputs is None:
             inputs = load_inputs(config, log=log)

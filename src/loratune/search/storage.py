@@ -75,7 +75,7 @@ def open_early(url: str | None) -> optuna.storages.BaseStorage | str | None:
     """A server ``--storage`` is opened now (a bad URL or an unreachable host fails before the model
     loads); a SQLite one only has its folder checked, and is opened with the study, so a search refused
     later (bad data) leaves no database file behind."""
-    from loratune.search.outdir import check_out_dir
+    from loratune.outputs import check_output_dir
 
     if url is None:
         return None
@@ -84,7 +84,7 @@ def open_early(url: str | None) -> optuna.storages.BaseStorage | str | None:
         return make_storage(url)
     path = url[sqlite.end() :].split("?", 1)[0]
     if path:
-        check_out_dir(Path(path).parent, flag="--storage")
+        check_output_dir(Path(path).parent, "--storage")
     return url
 
 

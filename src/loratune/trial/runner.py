@@ -43,7 +43,7 @@ class TrialRunner:
         self.quant = check_quant(quant)
         self.threads = threads
         self.allow_pickle = allow_pickle
-        self.compute_dtype = resolve_compute_dtype(compute_dtype, device)
+        self.compute_dtype = resolve_compute_dtype(compute_dtype, self.device)
         self._models: dict[str, Any] = {}
         self._anatomy: Any = None
         if self.device == "cpu":  # no CPU thread tuning on CUDA
