@@ -122,3 +122,29 @@ def test_cuda_switches_off_the_cpu_measured_speed_paths_only():
 def test_describe_names_the_gpu():
     assert describe("cuda:0", "bf16", "4bit", FakeCuda()) == "cuda:0 (NVIDIA H200), bf16, 4bit base"
     assert describe("cpu", "fp32") == "cpu, fp32"
+
+
+def test_an_fp16_base_trains_through_the_loss_scaler():
+    """The CUDA fp16 path (GPUs without bf16), run on the CPU: fp16 base, fp32 LoRA, GradScaler steps."""
+    import torch
+
+    from loratune.anatomy.extract import anatomy_from_model
+    from loratune.anatomy.targets import TargetSpec
+    from loratune.budget import AdapterSpec
+    from loratune.trial import TrainSettings
+    from loratune.trial.loop import run_trial
+
+    from .conftest import TinyTokenizer, qa_examples, tiny_llama
+
+    base = tiny_llama().to(torch.float16)
+    for p in base.parameters():
+        p.requires_grad_(False)
+    settings = TrainSettings(learning_rate=1e-2, batch_size=8, max_steps=10, warmup_ratio=0.0, compute_dtype="fp16")
+    spec = AdapterSpec(TargetSpec(("all",)), r=8, alpha=16, dropout=0.0)
+    res = run_trial(
+        base, TinyTokenizer(), anatomy_from_model(base, source="tiny"), spec, settings,
+        qa_examples(32, seed=1), qa_examples(8, seed=2), progress=False,
+    )  # fmt: skip
+    assert res.status == "ok", res.message
+    assert res.val_loss_after < 0.9 * res.val_loss_before
+    assert res.extra["compute_dtype"] == "fp16"

@@ -54,7 +54,7 @@ def evaluate(
     from loratune.models.quantized import check_quant, recorded_quant
     from loratune.trial.adapter_io import check_adapter_dir, read_metrics, recorded_attention
     from loratune.trial.data_prep import prepare, read
-    from loratune.trial.device import check_device_syntax, resolve_device
+    from loratune.trial.device import check_device_syntax, describe, resolve_device
     from loratune.trial.precision import check_compute_dtype, resolve_compute_dtype
 
     # ---- everything that can be checked without torch, so a typo fails in a fraction of a second
@@ -159,6 +159,7 @@ def evaluate(
         table.add_row(f"exact match ({scores.n} greedy answers)", f"{100 * scores.exact_match:.1f} %")
         table.add_row("token F1", f"{100 * scores.token_f1:.1f} %")
     table.add_row("attention kernel", str(kernel))
+    table.add_row("device", describe(runner.device, compute_dtype, quant))
     console.print(table)
     if scores and scores.samples:
         samples = Table("greedy answer", "reference", show_lines=True)
