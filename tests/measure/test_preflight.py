@@ -78,9 +78,10 @@ def test_measure_a_4bit_base_on_the_cpu(budget, config_only_dir):
     code, out, err = budget(str(config_only_dir), *SHAPE, "--dtype", "bf16", "--quant", "4bit", "--measure", "--json")
     assert code == 0, err
     m = json.loads(out)["measured"]
-    # Measured; the estimate's activation terms under a 4-bit base are still off at this tiny size (-14 %
-    # here) — the CUDA check (bench/gpu_check.sh) measures real-scale 4-bit rows.
-    assert m["measured_bytes"] > 0 and abs(m["rel_error"]) < 0.5
+    # A k-bit base's activations are fp32 without autocast (prepare_model_for_kbit_training): the estimate
+    # models that and lands within 1 % here (it was -14 % with 16-bit activations); real-scale 4-bit rows are
+    # in the CUDA check (bench/gpu_check.sh).
+    assert m["measured_bytes"] > 0 and abs(m["rel_error"]) < 0.05, m
 
 
 def test_a_shape_that_cannot_fit_is_refused_in_one_line_before_anything_is_built(budget, monkeypatch):
