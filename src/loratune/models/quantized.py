@@ -138,11 +138,16 @@ def quantize_in_memory(model: Any, quant: str, *, compute_dtype: str = "bf16", d
                     threshold=6.0,
                     device="meta",
                 )
-                new.weight = bnb.nn.Int8Params(w, requires_grad=False, has_fp16_weights=False)
+                # Int8Params quantizes only when moved *from the CPU* (bitsandbytes 0.50 ``Int8Params.to``), as
+                # from_pretrained moves it: a weight already on the GPU hops through the CPU, one layer at a time.
+                new.weight = bnb.nn.Int8Params(w.cpu(), requires_grad=False, has_fp16_weights=False)
             if bias is not None:
                 new.bias = torch.nn.Parameter(bias.data.to(compute), requires_grad=False)
             new.train(child.training)
             setattr(module, child_name, new.to(target))  # moving is what quantizes (bitsandbytes)
+            weight = getattr(module, child_name).weight
+            if not (getattr(weight, "bnb_quantized", False) or weight.dtype == torch.int8):
+                raise RuntimeError(f"bitsandbytes left {type(new).__name__} unquantized on {device}")
             del child, w
     model.is_loaded_in_4bit = quant == "4bit"
     model.is_loaded_in_8bit = quant == "8bit"
