@@ -18,6 +18,7 @@
 #   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
 #
 # Then, from a session with a GPU (device tool):  run(command="bash bench/gpu_check.sh", carry=[".whl"], timeout_s=540)
+# (worst case by its timeouts: ~20 s install + 200 + 200 + 2 × 30 s = 480 s)
 #
 # Dry run, anywhere (CPU, tiny shapes, results under bench/work/, nothing claims CUDA figures):
 #   bash bench/gpu_check.sh --dry-run        (or LORATUNE_GPU_DRY_RUN=1 bash bench/gpu_check.sh)
@@ -60,11 +61,12 @@ FLAGS=(--device cuda)
 [ -n "$DRY" ] && FLAGS+=(--dry-run)
 status=0
 
-# ---- 2. item 3: memory accuracy on CUDA (~14 rows; rows left after 200 s are recorded as skipped)
-timeout 240 $PY bench/memory_accuracy.py "${FLAGS[@]}" --budget-seconds 200 || { echo "gpu_check: memory bench exit $?"; status=1; }
+# ---- 2. item 3: memory accuracy on CUDA (14 rows; rows left after 150 s are recorded as skipped; the JSON is
+#         rewritten after every row, so a run cut short by the timeout keeps what it measured)
+timeout 200 $PY bench/memory_accuracy.py "${FLAGS[@]}" --budget-seconds 150 || { echo "gpu_check: memory bench exit $?"; status=1; }
 
 # ---- 3. item 4: throughput vs PEFT + Trainer (SmolLM2-135M shape, then Llama-3.1-8B shape with QLoRA arms)
-timeout 240 $PY bench/trial_throughput.py "${FLAGS[@]}" --budget-seconds 150 || { echo "gpu_check: throughput bench exit $?"; status=1; }
+timeout 200 $PY bench/trial_throughput.py "${FLAGS[@]}" --budget-seconds 90 || { echo "gpu_check: throughput bench exit $?"; status=1; }
 
 # ---- 4. pre-flight as a user runs it (budget --measure on the device), one line each
 if [ -n "$DRY" ]; then
@@ -72,7 +74,7 @@ if [ -n "$DRY" ]; then
         || echo "gpu_check: budget --measure (cpu) failed"
 else
     for q in none 4bit; do
-        timeout 60 $PY -m loratune.cli.app budget smollm2-135m --r 8 --batch-size 4 --seq-len 512 --quant $q --device cuda --measure \
+        timeout 30 $PY -m loratune.cli.app budget smollm2-135m --r 8 --batch-size 4 --seq-len 512 --quant $q --device cuda --measure \
             || echo "gpu_check: budget --measure --quant $q failed"
     done
 fi

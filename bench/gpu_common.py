@@ -135,12 +135,13 @@ def cuda_context(device: str) -> dict[str, Any]:
     return ctx
 
 
-def write_json(path: Path, data: dict[str, Any]) -> None:
+def write_json(path: Path, data: dict[str, Any], *, quiet: bool = False) -> None:
     from loratune.paths import write_atomic
 
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, json.dumps(data, indent=2, default=str) + "\n")
-    print(f"wrote {path}", flush=True)
+    if not quiet:
+        print(f"wrote {path}", flush=True)
 
 
 class Deadline:

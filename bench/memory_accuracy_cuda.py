@@ -135,6 +135,25 @@ def main(argv: list[str] | None = None) -> None:
     deadline = gc_.Deadline(args.budget_seconds)
     rows: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []
+    out = gc_.out_path("memory_accuracy_cuda.json", dry, args.out)
+
+    def result() -> dict[str, Any]:
+        slack = [x["allocator_slack"] for x in rows if "allocator_slack" in x]
+        return {
+            "device": device,
+            "dry_run": dry,
+            "weights": "random weights (catalog configs): memory depends on shapes, not values",
+            "method": "torch.cuda.max_memory_allocated over 2 real PEFT training steps (AdamW), random tokens; "
+            "estimate without its CUDA context/slack term",
+            "machine": gc_.machine(device),
+            "cuda_context": context,
+            "allocator_slack_measured": {"max": max(slack), "mean": sum(slack) / len(slack)} if slack else None,
+            "max_abs_rel_error": max((abs(x["rel_error"]) for x in rows), default=None),
+            "seconds": round(time.perf_counter() - started, 1),
+            "rows": rows,
+            "skipped": skipped,
+        }
+
     for row in ROWS[::3] if args.quick else ROWS:
         if deadline.passed():
             skipped.append({**asdict(row), "skipped": "time budget"})
@@ -153,24 +172,11 @@ def main(argv: list[str] | None = None) -> None:
             f"est {x['estimate_bytes']:>14,} meas {x['measured_bytes']:>14,} err {100 * x['rel_error']:+.2f} %",
             flush=True,
         )
-    slack = [x["allocator_slack"] for x in rows if "allocator_slack" in x]
-    result = {
-        "device": device,
-        "dry_run": dry,
-        "weights": "random weights (catalog configs): memory depends on shapes, not values",
-        "method": "torch.cuda.max_memory_allocated over 2 real PEFT training steps (AdamW), random tokens; "
-        "estimate without its CUDA context/slack term",
-        "machine": gc_.machine(device),
-        "cuda_context": context,
-        "allocator_slack_measured": {"max": max(slack), "mean": sum(slack) / len(slack)} if slack else None,
-        "max_abs_rel_error": max((abs(x["rel_error"]) for x in rows), default=None),
-        "seconds": round(time.perf_counter() - started, 1),
-        "rows": rows,
-        "skipped": skipped,
-    }
-    gc_.write_json(gc_.out_path("memory_accuracy_cuda.json", dry, args.out), result)
+        gc_.write_json(out, result(), quiet=True)  # after every row: a run cut short keeps what it measured
+    final = result()
+    gc_.write_json(out, final)
     if rows:
-        print(f"max |rel_error| = {100 * result['max_abs_rel_error']:.2f} % over {len(rows)} rows")
+        print(f"max |rel_error| = {100 * final['max_abs_rel_error']:.2f} % over {len(rows)} rows")
 
 
 if __name__ == "__main__":

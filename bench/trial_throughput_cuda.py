@@ -279,6 +279,21 @@ def main(argv: list[str] | None = None) -> None:
     args.peak = bf16_matmul_rate(device)
     models: dict[str, Any] = {}
     skipped: dict[str, str] = {}
+    out = gc_.out_path("trial_throughput_cuda.json", dry, args.out)
+
+    def result() -> dict[str, Any]:
+        return {
+            "device": device,
+            "dry_run": dry,
+            "weights": "random weights (catalog configs), synthetic QA tokens",
+            "bf16_matmul_flops": args.peak,
+            "targets": {"loss_rel_gap": "<= 0.02"},
+            "machine": gc_.machine(device),
+            "models": models,
+            "skipped": skipped,
+            "seconds": round(time.perf_counter() - started, 1),
+        }
+
     for name, steps, batch, length, qlora in PLAN:
         if args.only and name != args.only:
             continue
@@ -298,18 +313,8 @@ def main(argv: list[str] | None = None) -> None:
             + (f"  qlora speedup {m['qlora_speedup']:.2f}x" if "qlora_speedup" in m else ""),
             flush=True,
         )
-    result = {
-        "device": device,
-        "dry_run": dry,
-        "weights": "random weights (catalog configs), synthetic QA tokens",
-        "bf16_matmul_flops": args.peak,
-        "targets": {"loss_rel_gap": "<= 0.02"},
-        "machine": gc_.machine(device),
-        "models": models,
-        "skipped": skipped,
-        "seconds": round(time.perf_counter() - started, 1),
-    }
-    gc_.write_json(gc_.out_path("trial_throughput_cuda.json", dry, args.out), result)
+        gc_.write_json(out, result(), quiet=True)  # after every model: a run cut short keeps what it measured
+    gc_.write_json(out, result())
 
 
 if __name__ == "__main__":
