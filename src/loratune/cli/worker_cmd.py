@@ -24,7 +24,10 @@ def worker(
         Path | None, typer.Option("--out", help="Or: the search's --out directory on this machine (its study file).")
     ] = None,
     threads: Annotated[int | None, typer.Option("--threads", help="CPU threads for torch.")] = None,
-    device: Annotated[str, typer.Option("--device", help="Where this worker trains (cpu; cuda:i hook).")] = "cpu",
+    device: Annotated[
+        str | None,
+        typer.Option("--device", help="Where this worker trains: cpu, cuda, cuda:N (default: the search's)."),
+    ] = None,
     index: Annotated[
         int | None, typer.Option("--index", help="This worker's number (seeds its sampler; default: from its pid).")
     ] = None,

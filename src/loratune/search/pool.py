@@ -304,15 +304,14 @@ def pooled_run(
     baseline: Variant,
     log: Log,
     *,
-    device: str = "cpu",
     factory: str | None = None,
 ) -> SearchOutcome:
     """``run_search``'s strategy step with ``workers`` local worker processes on the study."""
     from loratune.search.run import optuna_options
 
     assert isinstance(study, PooledStudy)
-    pool = WorkerPool(study.url, study.name, workers, Path(out) / "workers", threads=config.threads, device=device,
-                      factory=factory or os.environ.get(FACTORY_ENV), log=log)  # fmt: skip
+    pool = WorkerPool(study.url, study.name, workers, Path(out) / "workers", threads=config.threads,
+                      device=config.device, factory=factory or os.environ.get(FACTORY_ENV), log=log)  # fmt: skip
     try:
         with running_pool(study, pool):
             if config.strategy == "optuna":
@@ -324,11 +323,23 @@ def pooled_run(
 
 # -- local worker processes --------------------------------------------------------------------------
 def worker_devices(n: int, device: str = "cpu") -> list[str]:
-    """Where each local worker trains. The hook for GPUs: ``cuda`` puts worker i on ``cuda:i`` (the
-    trial runner does not take a device yet; workers pass it on as ``LORATUNE_DEVICE``)."""
-    if device == "cuda":
-        return [f"cuda:{i}" for i in range(n)]
+    """Where each local worker trains: ``cuda`` (or ``auto`` on a machine with GPUs) puts worker i on
+    ``cuda:i`` (round robin past the last GPU); ``cpu`` or one named GPU (``cuda:3``) is every worker's."""
+    if device in ("cuda", "auto"):
+        count = _cuda_devices()
+        if count:
+            return [f"cuda:{i % count}" for i in range(n)]
+        return ["cpu" if device == "auto" else device] * n
     return [device] * n
+
+
+def _cuda_devices() -> int:
+    try:
+        import torch
+
+        return int(torch.cuda.device_count()) if torch.cuda.is_available() else 0
+    except Exception:  # no torch build with CUDA: no GPUs
+        return 0
 
 
 def worker_threads(n: int, threads: int | None) -> int:

@@ -29,7 +29,7 @@ DONE_ATTR = "loratune:done"
 COORDINATOR_ATTR = "loratune:coordinator"
 WORKER_PREFIX = "loratune:worker:"
 # Options that never change which runs a search makes (how it is run, what it writes at the end).
-NOT_IN_DIGEST = ("train_final", "final_steps", "threads", "time_budget", "export")
+NOT_IN_DIGEST = ("train_final", "final_steps", "threads", "time_budget", "export", "device")
 # A factory (for tests and other back ends): "path/to/file.py:function" → function(config) -> (inputs, objective)
 FACTORY_ENV = "LORATUNE_WORKER_FACTORY"
 # Staged runs tried ahead of need (a rank two steps up, while workers are idle) live in a side study, so the

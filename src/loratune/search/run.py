@@ -146,8 +146,8 @@ def load_inputs(config: SearchConfig, *, log: Log = ignore) -> SearchInputs:
     anatomy = load_anatomy(source)
     config.check_against(anatomy)  # a --modules set that matches nothing is refused before the weights load
     log(ModelLoading(source.label))
-    # auto: bf16 where this CPU runs it natively, else fp32 (emulated bf16 is slower than fp32)
-    runner = TrialRunner(source, compute_dtype="auto", threads=config.threads)
+    # auto: bf16 where the device runs it natively (CPU: AVX512-BF16/AMX; CUDA: bf16-capable), else fp32/fp16
+    runner = TrialRunner(source, compute_dtype="auto", threads=config.threads, device=config.device, quant=config.quant)
     data = load_search_data(
         config.data,
         runner.tokenizer,
@@ -162,7 +162,8 @@ def load_inputs(config: SearchConfig, *, log: Log = ignore) -> SearchInputs:
     if data.val_path is not None:
         digest += "+" + content_digest(data.val_path)
     return SearchInputs(
-        model=source.label,
+        # A quantized base is another model for the study (its runs are not the dense base's).
+        model=source.label if config.quant == "none" else f"{source.label} ({config.quant})",
         anatomy=anatomy,
         train=data.train,
         val=data.val,
@@ -187,7 +188,6 @@ def run_search(
     objective: Objective | None = None,
     quiet_optuna: bool = True,
     workers: int = 1,
-    device: str = "cpu",
     worker_factory: str | None = None,
 ) -> SearchResult:
     """Run the search ``config`` describes, persisted in ``out`` (``out/study.db`` unless ``storage``).
@@ -196,8 +196,8 @@ def run_search(
     it, never trained again. ``inputs``/``objective`` replace the loaded model and the real trials (tests,
     other back ends); ``progress`` shows the trial loop's step bar; ``quiet_optuna`` keeps Optuna's own
     log at warnings for the duration of the call. ``workers`` > 1 starts that many local worker processes
-    on the study (``search.workers``; ``device`` is their hook for GPUs, ``worker_factory`` a
-    "file.py:function" that builds their inputs and objective instead of loading the model)."""
+    on the study (``search.pool``; with ``config.device`` cuda, worker i trains on cuda:i; ``worker_factory``
+    a "file.py:function" that builds their inputs and objective instead of loading the model)."""
     started = time.perf_counter()
     out = Path(out)
     with _optuna_verbosity(quiet_optuna):
@@ -260,7 +260,7 @@ def run_search(
 
             staged = lambda: _run_strategy(config, study, objective, inputs.baseline, base_lr, log)  # noqa: E731
             outcome = pooled_run(config, study, out, workers, staged, inputs.baseline, log,
-                                 device=device, factory=worker_factory)  # fmt: skip
+                                 factory=worker_factory)  # fmt: skip
         else:
             outcome = _run_strategy(config, study, _Tracked(objective, log), inputs.baseline, base_lr, log)
 

@@ -157,7 +157,7 @@ def run_worker(
     *,
     index: int = 0,
     threads: int | None = None,
-    device: str = "cpu",
+    device: str | None = None,
     say: Callable[[str], None] = print,
 ) -> int:
     """Join the search in ``storage`` and run its trials until it is done; returns the runs trained.
@@ -168,7 +168,7 @@ def run_worker(
         raise storage_lost(storage, e) from None
 
 
-def _run_worker(storage: str, study_name: str, *, index: int, threads: int | None, device: str,
+def _run_worker(storage: str, study_name: str, *, index: int, threads: int | None, device: str | None,
                 say: Callable[[str], None]) -> int:  # fmt: skip
     from pathlib import Path
 
@@ -191,8 +191,7 @@ def _run_worker(storage: str, study_name: str, *, index: int, threads: int | Non
             "start it with `loratune search … --workers N` (and a journal or server storage), then join it",
         )
     config = SearchConfig.from_dict(probe.study.user_attrs[OPTIONS_ATTR], source=f"study {study_name!r}")
-    config = replace(config, threads=threads or config.threads)
-    os.environ.setdefault("LORATUNE_DEVICE", device)
+    config = replace(config, threads=threads or config.threads, device=device or config.device)
     factory = os.environ.get(FACTORY_ENV)
     if factory:
         inputs, objective = load_factory(factory)(config)
@@ -218,7 +217,8 @@ def _run_worker(storage: str, study_name: str, *, index: int, threads: int | Non
         with contextlib.suppress(ConfigError):  # a coordinator that tries nothing ahead has no side study
             ahead = WorkerStudy(storage, fingerprint=fp, name=study_name + AHEAD_SUFFIX, create=False, recover=False)
     me = f"{WORKER_PREFIX}{_host()}:{os.getpid()}"
-    say(f"worker {index} ({_host()}:{os.getpid()}, {device}) joined study {study_name!r}: {config.strategy} search")
+    where = f"{_host()}:{os.getpid()}, {config.device}"
+    say(f"worker {index} ({where}) joined study {study_name!r}: {config.strategy} search")
     trained, asked, idle_since = 0, 0, time.monotonic()
     from loratune.search.baseline import plan_for
 
@@ -326,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--study", default=STUDY_NAME)
     parser.add_argument("--index", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default=None)
     args = parser.parse_args(argv)
     from loratune.errors import LoratuneError
 
