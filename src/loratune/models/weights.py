@@ -11,12 +11,13 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from loratune.errors import ModelSourceError, UnsafeWeightsError
-from loratune.models.catalog import EMBEDDED_MODEL
-from loratune.models.source import PICKLE_SUFFIXES, ModelSource, embedded_gguf
+from loratune.models.catalog import EMBEDDED_ENCODER, EMBEDDED_MODEL
+from loratune.models.source import PICKLE_SUFFIXES, ModelSource, embedded_encoder_dir, embedded_gguf
 from loratune.paths import cache_dir
 
 _DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
@@ -25,10 +26,14 @@ _DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 def weights_dir(source: ModelSource, *, allow_pickle: bool = False) -> Path:
     """A directory ``from_pretrained`` can read for ``source`` (building the GGUF cache if needed)."""
     if source.kind == "catalog":
+        if source.name == EMBEDDED_ENCODER:
+            encoder = embedded_encoder_dir()
+            check_weight_files(encoder, allow_pickle=False)
+            return encoder
         if source.name != EMBEDDED_MODEL:
             raise ModelSourceError(
                 f"the catalog holds only the architecture of {source.name}, not its weights",
-                f"pass a local directory or .gguf file with weights, or use {EMBEDDED_MODEL}",
+                f"pass a local directory or .gguf file with weights, or use {EMBEDDED_MODEL} / {EMBEDDED_ENCODER}",
             )
         return dense_copy_of_gguf(embedded_gguf(), EMBEDDED_MODEL)
     assert source.path is not None
@@ -125,23 +130,44 @@ def dense_copy_of_gguf(gguf: Path, name: str) -> Path:
 
 
 def load_model(
-    source: ModelSource, *, dtype: str = "fp32", device: str = "cpu", allow_pickle: bool = False
+    source: ModelSource,
+    *,
+    dtype: str = "fp32",
+    device: str = "cpu",
+    allow_pickle: bool = False,
+    task_type: str = "causal-lm",
+    labels: Sequence[str] = (),
 ) -> tuple[Any, Any]:
-    """``(model, tokenizer)`` with dense weights in ``dtype`` on ``device``, in eval mode."""
+    """``(model, tokenizer)`` with dense weights in ``dtype`` on ``device``, in eval mode.
+
+    ``task_type="seq-cls"``: ``AutoModelForSequenceClassification`` with one output per label; its new
+    head is initialised under a fixed seed, so every process starts a trial from the same head."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
     if dtype not in _DTYPES:
         raise ModelSourceError(f"unknown dtype {dtype!r}", f"use one of {', '.join(_DTYPES)}")
     path = weights_dir(source, allow_pickle=allow_pickle)
     torch_dtype = getattr(torch, _DTYPES[dtype])
     try:
-        model: Any = AutoModelForCausalLM.from_pretrained(
-            str(path),  # type: ignore[arg-type]  # the stubs name a model class; a path is what it takes
-            dtype=torch_dtype,
-            local_files_only=True,
-            use_safetensors=not allow_pickle or None,
-        )
+        if task_type == "seq-cls":
+            torch.manual_seed(0)
+            model: Any = AutoModelForSequenceClassification.from_pretrained(
+                str(path),  # type: ignore[arg-type]
+                dtype=torch_dtype,
+                local_files_only=True,
+                use_safetensors=not allow_pickle or None,
+                num_labels=len(labels),
+                id2label=dict(enumerate(labels)),
+                label2id={label: i for i, label in enumerate(labels)},
+            )
+        else:
+            model = AutoModelForCausalLM.from_pretrained(
+                str(path),  # type: ignore[arg-type]  # the stubs name a model class; a path is what it takes
+                dtype=torch_dtype,
+                local_files_only=True,
+                use_safetensors=not allow_pickle or None,
+            )
         tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
     except (OSError, ValueError) as e:
         raise ModelSourceError(f"cannot load {path}: {str(e)[:200]}", "check the model directory") from None
