@@ -19,7 +19,12 @@ def evaluate(
     adapter: Annotated[
         Path | None, typer.Option("--adapter", help="A PEFT adapter directory (from `loratune train`).")
     ] = None,
-    fmt: Annotated[str, typer.Option("--format", help="auto, prompt-response, alpaca, chat or text.")] = "auto",
+    fmt: Annotated[
+        str, typer.Option("--format", help="auto, prompt-response, alpaca, chat, text or classification.")
+    ] = "auto",
+    task_type: Annotated[
+        str, typer.Option("--task-type", help="auto (from the data), causal-lm or seq-cls (a classifier).")
+    ] = "auto",
     prompt_column: Annotated[str, typer.Option("--prompt-column", help="Prompt column name.")] = "prompt",
     response_column: Annotated[str, typer.Option("--response-column", help="Response column name.")] = "response",
     split: Annotated[
@@ -59,11 +64,33 @@ def evaluate(
     ):
         if value < low:
             raise ConfigError(f"{name} must be at least {low}, got {value}", f"pass e.g. {name} {max(low, 8)}")
-    raw = read(data, format=fmt, prompt_column=prompt_column, response_column=response_column)
+    from loratune.data.classification import resolve_task_type
+
+    seq_cls = resolve_task_type(task_type, data, fmt) == "seq-cls"
+    if not seq_cls:
+        raw = read(data, format=fmt, prompt_column=prompt_column, response_column=response_column)
     if adapter is not None and not (adapter / "adapter_config.json").is_file():
         raise ConfigError(
             f"{adapter} is not a PEFT adapter (no adapter_config.json)", "pass the --out directory of `loratune train`"
         )
+    if seq_cls:  # a classifier: loss, accuracy, macro-F1 (cli/cls_cmd.py)
+        from loratune.cli.cls_cmd import eval_seq_cls
+        from loratune.data.classification import read_cls
+
+        eval_seq_cls(
+            model,
+            read_cls(data),
+            adapter=adapter,
+            split=split,
+            val_fraction=val_fraction,
+            seed=seed,
+            batch_size=batch_size,
+            max_length=max_length,
+            compute_dtype=resolve_compute_dtype(dtype, "cpu"),
+            allow_pickle=allow_pickle,
+            json_out=json_out,
+        )
+        return
     recorded = recorded_attention(read_metrics(adapter)) if adapter is not None else None
     compute_dtype = resolve_compute_dtype(dtype, "cpu")
     source = resolve_source(model)

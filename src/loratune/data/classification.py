@@ -190,3 +190,21 @@ def resolve_task_type(task_type: str, data: str, format: str = "auto") -> str:
     if format != "auto":
         return "causal-lm"
     return "seq-cls" if is_classification_file(resolve_data_arg(data)) else "causal-lm"
+
+
+@dataclass
+class ClsRaw:
+    """Classification rows as read (``val_examples``: a separate validation file, else None)."""
+
+    examples: list[ClsExample]
+    val_examples: list[ClsExample] | None
+    path: str
+
+
+def read_cls(data: str, *, val_data: str | None = None) -> ClsRaw:
+    """Read (and check) the classification files before any model is loaded."""
+    from loratune.data.demo import resolve_data_arg
+
+    path = resolve_data_arg(data)
+    val = load_cls_examples(resolve_data_arg(val_data)) if val_data else None
+    return ClsRaw(load_cls_examples(path), val, str(path))

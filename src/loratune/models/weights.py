@@ -151,16 +151,23 @@ def load_model(
     torch_dtype = getattr(torch, _DTYPES[dtype])
     try:
         if task_type == "seq-cls":
+            from transformers.utils import logging as hf_logging
+
             torch.manual_seed(0)
-            model: Any = AutoModelForSequenceClassification.from_pretrained(
-                str(path),  # type: ignore[arg-type]
-                dtype=torch_dtype,
-                local_files_only=True,
-                use_safetensors=not allow_pickle or None,
-                num_labels=len(labels),
-                id2label=dict(enumerate(labels)),
-                label2id={label: i for i, label in enumerate(labels)},
-            )
+            level = hf_logging.get_verbosity()
+            hf_logging.set_verbosity_error()  # its load report lists the new head as "MISSING": expected here
+            try:
+                model: Any = AutoModelForSequenceClassification.from_pretrained(
+                    str(path),  # type: ignore[arg-type]
+                    dtype=torch_dtype,
+                    local_files_only=True,
+                    use_safetensors=not allow_pickle or None,
+                    num_labels=len(labels),
+                    id2label=dict(enumerate(labels)),
+                    label2id={label: i for i, label in enumerate(labels)},
+                )
+            finally:
+                hf_logging.set_verbosity(level)
         else:
             model = AutoModelForCausalLM.from_pretrained(
                 str(path),  # type: ignore[arg-type]  # the stubs name a model class; a path is what it takes

@@ -26,7 +26,7 @@ from peft.helpers import disable_input_dtype_casting
 
 from loratune.anatomy import Anatomy
 from loratune.budget import AdapterSpec
-from loratune.data.classification import ClsExample, check_labels, class_counts, load_cls_examples
+from loratune.data.classification import ClsExample, ClsRaw, check_labels, class_counts
 from loratune.errors import DataError
 from loratune.trial.adapter_io import save_adapter
 from loratune.trial.dropout import use_fast_dropout
@@ -50,13 +50,6 @@ class ClsRow:
 
 
 @dataclass
-class ClsRaw:
-    examples: list[ClsExample]
-    val_examples: list[ClsExample] | None
-    path: str
-
-
-@dataclass
 class ClsData:
     train: list[ClsRow]
     val: list[ClsRow]
@@ -65,15 +58,6 @@ class ClsData:
     train_counts: dict[str, int] = field(default_factory=dict)
     val_counts: dict[str, int] = field(default_factory=dict)
     truncated: int = 0
-
-
-def read_cls(data: str, *, val_data: str | None = None) -> ClsRaw:
-    """Read (and check) the classification files before any model is loaded."""
-    from loratune.data import resolve_data_arg
-
-    path = resolve_data_arg(data)
-    val = load_cls_examples(resolve_data_arg(val_data)) if val_data else None
-    return ClsRaw(load_cls_examples(path), val, str(path))
 
 
 def split_cls(raw: ClsRaw, *, val_fraction: float = 0.1, seed: int = 0) -> tuple[list[ClsExample], list[ClsExample]]:
