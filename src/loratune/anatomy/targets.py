@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from loratune.anatomy.types import ATTENTION_ROLES, MLP_ROLES, AdaptableModule, Anatomy, TargetWarning
 from loratune.errors import TargetError
@@ -134,8 +134,27 @@ def _excluded(name: str, spec: TargetSpec) -> bool:
     return any(re.match(rf"(^|.*\.){m}($|\..*)", name) for m in spec.modules_to_save)
 
 
+# PEFT's PeftModelForSequenceClassification (task_type SEQ_CLS) appends these to modules_to_save
+# (peft_model.py, ``classifier_module_names``): the classification head is trained in full, never LoRA'd.
+SEQ_CLS_HEADS = ("classifier", "score")
+
+
+def task_modules_to_save(anatomy: Anatomy) -> tuple[str, ...]:
+    """The head names PEFT's SEQ_CLS adds for a ``…ForSequenceClassification`` model (none otherwise)."""
+    if not anatomy.architecture.endswith("ForSequenceClassification"):
+        return ()
+    return tuple(h for h in SEQ_CLS_HEADS if any(n.endswith(h) for n in anatomy.module_params))
+
+
+def with_task_heads(anatomy: Anatomy, spec: TargetSpec) -> TargetSpec:
+    """``spec`` with the modules_to_save PEFT adds for the model's task (a classifier's head)."""
+    extra = tuple(h for h in task_modules_to_save(anatomy) if h not in spec.modules_to_save)
+    return replace(spec, modules_to_save=spec.modules_to_save + extra) if extra else spec
+
+
 def resolve(anatomy: Anatomy, spec: TargetSpec) -> Resolution:
     """The modules ``spec`` adapts on ``anatomy``, in PEFT's exact semantics."""
+    spec = with_task_heads(anatomy, spec)
     candidates = [m for m in anatomy.modules if spec.include_embeddings or m.kind != "embedding"]
     targets = spec.target_modules
     if isinstance(targets, str) and targets.lower() != ALL_LINEAR and targets.lower() in SHORTHANDS:

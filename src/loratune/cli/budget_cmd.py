@@ -25,7 +25,8 @@ from loratune.budget.memory import (
 )
 from loratune.cli.common import JsonOpt, ModelArg, console, print_json, warn_lines, warning_fields
 from loratune.errors import ConfigError
-from loratune.models import load_anatomy, resolve_source
+from loratune.models import resolve_source
+from loratune.models.seq_cls import load_task_anatomy
 from loratune.units import fmt_bytes, fmt_count, parse_bytes, parse_int_list
 
 
@@ -88,10 +89,14 @@ def budget(
     ] = False,
     vram: Annotated[str | None, typer.Option("--vram", help="Does it fit? e.g. 8GB, 24GiB.")] = None,
     memory: Annotated[bool, typer.Option("--memory", help="Show every memory term.")] = False,
+    task_type: Annotated[
+        str, typer.Option("--task-type", help="causal-lm, or seq-cls: the model as a classifier (its head counted).")
+    ] = "causal-lm",
+    num_labels: Annotated[int, typer.Option("--num-labels", help="seq-cls: outputs of the classifier head.")] = 2,
     json_out: JsonOpt = False,
 ) -> None:
     """Count exactly what a LoRA config trains — equal to PEFT's count, without loading weights."""
-    anatomy = load_anatomy(resolve_source(model))
+    anatomy = load_task_anatomy(resolve_source(model), task_type, num_labels)
     spec = AdapterSpec(
         targets=TargetSpec(
             target_modules=parse_targets(targets),

@@ -1,0 +1,50 @@
+"""The classifier form of a model: its config with the architecture swapped to ``…ForSequenceClassification``.
+
+``budget --task-type seq-cls`` and the parity tests build that skeleton on the meta device, so the head
+(``classifier`` / ``score``) is in the anatomy and counted exactly; trials load the same class with weights
+(``weights.load_model(task_type="seq-cls")``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from loratune.errors import ModelSourceError
+
+
+def seq_cls_config(config: dict[str, Any], num_labels: int) -> dict[str, Any]:
+    """``config`` for ``AutoModelForSequenceClassification`` with ``num_labels`` outputs."""
+    if num_labels < 2:
+        raise ModelSourceError(f"a classifier needs at least 2 labels, got {num_labels}", "pass --num-labels 2 or more")
+    from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES
+
+    model_type = config.get("model_type")
+    cls = MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES.get(str(model_type))
+    if cls is None:
+        raise ModelSourceError(
+            f"transformers has no sequence-classification model for model_type {model_type!r}",
+            "use an encoder (BERT, RoBERTa, DeBERTa …) or a decoder with a …ForSequenceClassification class",
+        )
+    out = {k: v for k, v in config.items() if k not in ("architectures", "id2label", "label2id")}
+    out["architectures"] = [cls]
+    out["num_labels"] = num_labels
+    return out
+
+
+def seq_cls_anatomy(source: Any, num_labels: int) -> Any:
+    """The anatomy of ``source`` as a classifier with ``num_labels`` outputs (built on the meta device)."""
+    from loratune.models.skeleton import anatomy_from_config, read_config
+
+    return anatomy_from_config(seq_cls_config(read_config(source), num_labels), source=source.label)
+
+
+def load_task_anatomy(source: Any, task_type: str = "causal-lm", num_labels: int = 2) -> Any:
+    """The anatomy ``budget``/``recommend`` price: the model as it is, or (``seq-cls``) as a classifier."""
+    from loratune.errors import ConfigError
+    from loratune.models.skeleton import load_anatomy
+
+    if task_type == "causal-lm":
+        return load_anatomy(source)
+    if task_type != "seq-cls":
+        raise ConfigError(f"unknown task type {task_type!r}", "use causal-lm or seq-cls")
+    return seq_cls_anatomy(source, num_labels)
