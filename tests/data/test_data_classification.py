@@ -153,7 +153,9 @@ def test_one_class_is_an_error() -> None:
 
 
 def test_counts_and_separate_val_file(tmp_path: Path) -> None:
-    raw = read_cls(str(write_jsonl(tmp_path / "t.jsonl", ROWS)), val_data=str(write_jsonl(tmp_path / "v.jsonl", ROWS[:2])))
+    raw = read_cls(
+        str(write_jsonl(tmp_path / "t.jsonl", ROWS)), val_data=str(write_jsonl(tmp_path / "v.jsonl", ROWS[:2]))
+    )
     assert raw.val_examples is not None and len(raw.val_examples) == 2
     labels = check_labels(raw.examples, raw.val_examples)
     counts = class_counts(raw.examples, labels)
