@@ -270,6 +270,7 @@ def run_cls_trial(
         )
 
     # ---- build the adapter (seeded: LoRA A is random)
+    heads = head_modules(base)  # PEFT's unload() leaves the *trained* head copy in place: put these back
     torch.manual_seed(settings.seed)
     peft_model, warnings = build_peft_model(base, anatomy, adapter, total_steps, peft_extra, task_type="SEQ_CLS")
     result.warnings = list(warnings)
@@ -313,7 +314,22 @@ def run_cls_trial(
     finally:
         # ---- cleanup: adapter layers and the head's trained copy removed; the base is as it came
         cleanup(peft_model)
+        restore_modules(base, heads)
     return result
+
+
+def head_modules(model: Any) -> dict[str, Any]:
+    """The modules PEFT's SEQ_CLS wraps as ``modules_to_save`` (names ending in ``classifier``/``score``)."""
+    from loratune.anatomy.targets import SEQ_CLS_HEADS
+
+    return {n: m for n, m in model.named_modules() if n and any(n.endswith(h) for h in SEQ_CLS_HEADS)}
+
+
+def restore_modules(model: Any, modules: dict[str, Any]) -> None:
+    for name, module in modules.items():
+        parent_name, _, attr = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, attr, module)
 
 
 def _train(
