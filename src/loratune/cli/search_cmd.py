@@ -86,6 +86,12 @@ def search(
         ),
     ] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a step bar per run.")] = True,
+    task_type: Annotated[
+        str, typer.Option("--task-type", help="auto (from the data), causal-lm or seq-cls (a classifier).")
+    ] = "auto",
+    metric: Annotated[
+        str, typer.Option("--metric", help="What the knee ranks by: loss, or accuracy / f1 for a classifier.")
+    ] = "loss",
 ) -> None:
     """Search LoRA hyperparameters with real training runs and pick the cheapest config near the best."""
     from loratune.search.config import SearchConfig
@@ -129,6 +135,8 @@ def search(
             final_steps=final_steps,
             threads=threads,
             time_budget=time_budget,
+            task_type=task_type,
+            metric=metric,
         )
         if (out / SEARCH_JSON).is_file():
             raise ConfigError(f"{out} already holds a search", "pass --resume to continue it, or choose another --out")
@@ -226,7 +234,9 @@ def print_result(result: SearchResult, out: Path) -> None:
     chosen = result.choice.chosen.variant
     table = Table(title="variants (best LR each; runs = runs trained)")
     table.add_column("variant", no_wrap=True)  # a wrapped label reads as two variants
-    for name in ("lr", "val ppl", "params", "peak mem", "runs"):
+    # a classifier's search also shows validation accuracy and macro-F1 (the knee may rank by them: --metric)
+    cls = any(s.best.result is not None and s.best.result.val_accuracy_after is not None for s in result.scores)
+    for name in ("lr", "val ppl", *(("val acc", "val F1") if cls else ()), "params", "peak mem", "runs"):
         table.add_column(name, justify="right", no_wrap=True)
     for s in result.scores:
         r = s.best.result
@@ -235,6 +245,7 @@ def print_result(result: SearchResult, out: Path) -> None:
             escape(s.variant.label()) + mark,
             f"{s.learning_rate:g}",
             f"{s.ppl:.4f}" if math.isfinite(s.ppl) else "—",
+            *((_pct(r.val_accuracy_after if r else None), _pct(r.val_f1_after if r else None)) if cls else ()),
             f"{r.trainable_params:,}" if r else "—",
             f"{r.peak_memory_bytes / 2**20:,.0f} MiB" if r and r.peak_memory_bytes else "—",
             str(s.runs_trained),
@@ -265,6 +276,10 @@ def print_result(result: SearchResult, out: Path) -> None:
         f"done in {result.seconds:.0f} s — see {escape(str(out / 'best_config.json'))}", highlight=False, soft_wrap=True
     )
     console.print(f"next: loratune report {escape(str(out))}", highlight=False, soft_wrap=True)
+
+
+def _pct(v: float | None) -> str:
+    return f"{100 * v:.1f} %" if v is not None else "—"
 
 
 def _ppl(v: float | None) -> str:
