@@ -95,7 +95,7 @@ def test_metric_helpers_and_validation() -> None:
     ok = TrialResult(val_loss_after=math.log(2.0), val_accuracy_after=0.8, val_f1_after=0.5)
     assert metric_value(ok, "loss") == pytest.approx(2.0) and metric_score(ok, "accuracy") == pytest.approx(1.25)
     assert metric_score(TrialResult(status="diverged"), "f1") == math.inf
-    assert metric_score(TrialResult(val_accuracy_after=0.0), "accuracy") == math.inf
+    assert metric_score(TrialResult(val_accuracy_after=0.0), "accuracy") == 1e6  # worst, yet ranked
     from loratune.search.config import SearchConfig
 
     with pytest.raises(ConfigError, match="unknown metric"):

@@ -40,10 +40,13 @@ def metric_value(result: TrialResult | None, metric: str) -> float | None:
 
 
 def metric_score(result: TrialResult | None, metric: str) -> float:
-    """Lower is better: perplexity, or 1 / accuracy (1 / F1); inf when the run has no finite value."""
+    """Lower is better: perplexity, or 1 / accuracy (1 / F1; 0 counts as 1e-6); inf when the run has no value."""
     v = metric_value(result, check_metric(metric))
     if v is None:
         return math.inf
     if metric == "loss":
         return v
-    return 1.0 / v if v > 0 else math.inf
+    return 1.0 / max(v, FLOOR)  # accuracy 0 is the worst finite score, not "no result"
+
+
+FLOOR = 1e-6
