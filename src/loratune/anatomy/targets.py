@@ -108,6 +108,20 @@ def minimal_suffixes(anatomy: Anatomy, chosen: list[AdaptableModule]) -> list[st
     return out
 
 
+def suffix_hint(anatomy: Anatomy, chosen: list[AdaptableModule]) -> str:
+    """How to name exactly ``chosen`` in a warning: its minimal suffixes, or — when those pin one layer
+    each (BERT's MLP output ``layer.N.output.dense``, whose ``output.dense`` also ends
+    ``attention.output.dense``) — one regex with the layer index generalised."""
+    names = minimal_suffixes(anatomy, chosen)
+    if len(names) <= 3 or not all(re.search(r"(^|\.)\d+\.", n) for n in names):
+        return ", ".join(names)
+    patterns = {re.sub(r"\.\d+\.", r".\\d+.", m.name) for m in chosen}
+    if len(patterns) != 1:
+        return ", ".join(names)
+    rx = patterns.pop().replace(".", r"\.").replace(r"\\d+", r"\d+")
+    return "re:" + rx
+
+
 def expand_shorthand(anatomy: Anatomy, name: str) -> list[str] | None:
     """``attention`` → this model's attention module suffixes; None when ``name`` is no shorthand."""
     roles = SHORTHANDS.get(name.lower())
@@ -247,8 +261,8 @@ def target_warnings(
             hit = [m for m in chosen if matches_suffix(m.name, t)]
             roles = tuple(sorted({m.role for m in hit}))
             if len(roles) > 1:
-                by_role = {r: minimal_suffixes(anatomy, [m for m in hit if m.role == r]) for r in roles}
-                alt = "; ".join(f"{r}: {', '.join(v)}" for r, v in by_role.items())
+                by_role = {r: suffix_hint(anatomy, [m for m in hit if m.role == r]) for r in roles}
+                alt = "; ".join(f"{r}: {v}" for r, v in by_role.items())
                 out.append(
                     TargetWarning(
                         "mixed_roles",
@@ -290,9 +304,7 @@ def anatomy_warnings(anatomy: Anatomy) -> list[TargetWarning]:
         if len(role_set) > 1:
             roles = tuple(sorted(role_set))
             hit = [m for m in anatomy.modules if m.suffix == suffix]
-            per_role = "; ".join(
-                f"{r} → {', '.join(minimal_suffixes(anatomy, [m for m in hit if m.role == r]))}" for r in roles
-            )
+            per_role = "; ".join(f"{r} → {suffix_hint(anatomy, [m for m in hit if m.role == r])}" for r in roles)
             out.append(
                 TargetWarning(
                     "ambiguous_suffix",
