@@ -151,3 +151,6 @@ def test_search_on_accuracy(tiny_bert: Path, cls_file: Path, tmp_path: Path) -> 
     assert r.exit_code == 0, r.output
     best = json.loads((out / "best_config.json").read_text())
     assert best["config"]["task_type"] == "SEQ_CLS" and "accuracy" in best["chosen"]
+    rep = CliRunner().invoke(app, ["report", str(out)])
+    assert rep.exit_code == 0, rep.output
+    assert "val acc after</th>" in (out / "report.html").read_text()
