@@ -19,7 +19,8 @@ from loratune.advise.tasks import TASK_CLASSES
 from loratune.cli.common import JsonOpt, ModelArg, console, err_console, print_json, warn_lines
 from loratune.errors import ConfigError
 from loratune.export import FORMATS, export_config
-from loratune.models import load_anatomy, resolve_source
+from loratune.models import resolve_source
+from loratune.models.seq_cls import advice_anatomy
 from loratune.paths import write_atomic
 from loratune.units import fmt_bytes, fmt_count, parse_bytes, parse_int_list
 
@@ -69,6 +70,13 @@ def recommend_cmd(
         bool, typer.Option("--explain", help="One wide table with every rule, source and the other side.")
     ] = False,
     json_out: JsonOpt = False,
+    task_type: Annotated[
+        str,
+        typer.Option(
+            "--task-type", help="auto (an encoder with --task classification: seq-cls), causal-lm or seq-cls."
+        ),
+    ] = "auto",
+    num_labels: Annotated[int, typer.Option("--num-labels", help="seq-cls: outputs of the classifier head.")] = 2,
 ) -> None:
     """Recommend r, alpha, modules, dropout, LR, batch and steps — each with its rule and source."""
     _choice(goal, GOALS, "--goal")
@@ -77,7 +85,7 @@ def recommend_cmd(
     _choice(export, FORMATS, "--export")
     if dataset_size is not None and data is not None:
         raise ConfigError("give --dataset-size or --data, not both", "--data counts the examples itself")
-    anatomy = load_anatomy(resolve_source(model))
+    anatomy = advice_anatomy(resolve_source(model), task_type, task, num_labels)
     tokens, note = None, ""
     if data is not None:
         counted = count_data(data)

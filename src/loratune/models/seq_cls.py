@@ -48,3 +48,16 @@ def load_task_anatomy(source: Any, task_type: str = "causal-lm", num_labels: int
     if task_type != "seq-cls":
         raise ConfigError(f"unknown task type {task_type!r}", "use causal-lm or seq-cls")
     return seq_cls_anatomy(source, num_labels)
+
+
+def advice_anatomy(source: Any, task_type: str, task: str | None, num_labels: int = 2) -> Any:
+    """``recommend``'s anatomy: ``auto`` prices an encoder (BERT family) given ``--task classification``
+    as the classifier it will train as (head counted, no LM logits); everything else as it is."""
+    if task_type == "auto":
+        from loratune.advise.tasks import map_task
+        from loratune.anatomy.types import ENCODER_TYPES
+        from loratune.models.skeleton import read_config
+
+        is_cls = task is not None and map_task(task).task.name == "classification"
+        task_type = "seq-cls" if is_cls and read_config(source).get("model_type") in ENCODER_TYPES else "causal-lm"
+    return load_task_anatomy(source, task_type, num_labels)
