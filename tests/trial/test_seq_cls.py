@@ -122,7 +122,7 @@ def test_saved_adapter_reproduces_val_metrics(tmp_path) -> None:
     assert metrics["val_accuracy_after"] == res.val_accuracy_after and metrics["extra"]["labels"] == ["a", "b"]
 
 
-def test_bf16_trial_keeps_the_head_in_fp32() -> None:
+def test_bf16_trial_trains_and_leaves_the_base_head_bf16() -> None:
     runner = TrialRunner((tiny_bert_cls(), Tok()), compute_dtype="bf16", task_type="seq-cls", labels=("a", "b"))
     spec = AdapterSpec(TargetSpec(parse_targets("query,value")), r=2, alpha=4)
     res = runner.run(spec, TrainSettings(learning_rate=1e-3, batch_size=8, max_steps=3), rows(32, 5), rows(8, 6))
