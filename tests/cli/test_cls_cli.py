@@ -130,6 +130,8 @@ def test_classification_format_on_qa_data_exit_2(tiny_bert: Path, tmp_path: Path
     assert p.returncode == 2 and "expected a 'label' column" in p.stderr and "Traceback" not in p.stderr
     p = cli("search", "smollm2-135m", "--data", str(qa), "--metric", "accuracy", "--task-type", "causal-lm")
     assert p.returncode == 2 and "needs a classifier" in p.stderr
+    p = cli("search", "smollm2-135m", "--data", str(qa), "--metric", "accuracy", "--out", str(tmp_path / "s"))
+    assert p.returncode == 2 and "needs classification data" in p.stderr and "Traceback" not in p.stderr
 
 
 def test_budget_counts_the_head(tmp_path: Path) -> None:

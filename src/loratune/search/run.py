@@ -147,6 +147,11 @@ def load_inputs(config: SearchConfig, *, log: Log = ignore) -> SearchInputs:
         from loratune.search.cls_data import load_cls_inputs
 
         return load_cls_inputs(config, source, log=log)
+    if config.metric != "loss":
+        raise ConfigError(
+            f"--metric {config.metric} needs classification data ({config.data} is generation data)",
+            "use --metric loss, or classification data (text + label columns)",
+        )
     anatomy = load_anatomy(source)
     log(ModelLoading(source.label))
     runner = TrialRunner(source, threads=config.threads)
