@@ -344,8 +344,10 @@ def _encoder_attention_bytes(anatomy: Anatomy, settings: MemorySettings) -> int:
         return 4 * t * h * d + b * a * s * 4 + out_mask
     probs = b * a * s * s * d * (3 if f.attention_dropout > 0 else 1)
     if settings.autocast:
-        # softmax autocasts to fp32: its output and the dropout mask are fp32; probs·v keeps a 16-bit cast.
-        probs = b * a * s * s * ((4 + 4 + d) if f.attention_dropout > 0 else 4 + d)
+        # softmax autocasts to fp32: its output and the dropout mask are fp32; probs·v keeps a 16-bit cast of
+        # the dropped probabilities, and (measured: 2 more bytes per element, b·s fits linear in s²) one more
+        # 16-bit s² tensor is kept on the way.
+        probs = b * a * s * s * ((4 + 4 + 2 * d) if f.attention_dropout > 0 else 4 + d)
     return 4 * t * h * d + probs + out_mask
 
 
