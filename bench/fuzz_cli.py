@@ -39,6 +39,7 @@ class Case:
     expect: int = 2
     why: str = ""
     words: tuple[str, ...] = ()  # each must appear in the output (case-insensitive)
+    max_lines: int = MAX_LINES  # the help page a bare `loratune` prints is longer, and that is right
 
 
 @dataclass
@@ -57,7 +58,7 @@ class Outcome:
         if "Traceback" in self.output:
             p.append("traceback")
         lines = [ln for ln in self.output.splitlines() if ln.strip()]
-        if self.case.expect == 2 and len(lines) > MAX_LINES:
+        if self.case.expect == 2 and len(lines) > self.case.max_lines:
             p.append(f"{len(lines)} lines of output")
         for w in self.case.words:
             if w.lower() not in self.output.lower():
@@ -167,7 +168,7 @@ def cases() -> list[Case]:
     add = c.append
     # --- usage errors, every command -------------------------------------------------------------
     add(Case(["nosuchcommand"], why="unknown command"))
-    add(Case([], why="no command: help, exit 2 (click's convention)"))
+    add(Case([], why="no command: help, exit 2 (click's convention)", max_lines=40, words=("Commands",)))
     for cmd in ("inspect", "budget", "recommend", "train", "eval", "search"):
         add(Case([cmd], why="missing MODEL", words=("missing",)))
         add(Case([cmd, "gpt2", "--bogus"], why="unknown option", words=("no such option",)))
@@ -356,6 +357,91 @@ def cases() -> list[Case]:
     add(Case(["report", "F/study_none", "--out", "F/afile/report.html"]))
     add(Case(["recommend", "gpt2", "--dataset-size", "100", "--export", "peft", "--out", "F/adir"]))
     add(Case(["recommend", "gpt2", "--dataset-size", "100", "--export", "peft", "--out", "F/afile/x.json"]))
+    # --- search / report: more numbers, names, folders (#11) ---------------------------------------
+    for flag, v in [
+        ("--lr", "inf"),
+        ("--max-forgetting", "nan"),
+        ("--time-budget", "0"),
+        ("--time-budget", "-5"),
+        ("--time-budget", "nan"),
+        ("--seed", "-1"),
+        ("--batch-size", "0"),
+        ("--max-length", "0"),
+        ("--lr-runs", "0"),
+    ]:
+        add(Case(["search", "smollm2-135m", "--data", "demo", "--out", "out", flag, v], why=f"search {flag} {v}"))
+    add(Case(["search", "smollm2-135m", "--modules", "q_prj", "--out", "out"], words=("did you mean",)))
+    add(Case(["search", "smollm2-135m", "--modules", "attention,re:(", "--out", "out"], why="bad regex set"))
+    add(Case(["search", "smollm2-135m", "--export", "peft,bogus", "--out", "out"], why="one bad format of two"))
+    add(Case(["search", "smollm2-135m", "--out", "/proc/loratune"], why="search --out not writable"))
+    add(Case(["search", "smollm2-135m", "--out", "out", "--storage", "sqlite:///F/afile/x.db"]))
+    for s in ("study_empty_db", "missing_study", "afile"):
+        add(Case(["search", "smollm2-135m", "--out", f"F/{s}", "--resume"], why=f"resume {s}"))
+    add(Case(["report", "F/study_none", "--out", "F/afile"], why="report --out is a file"))
+    add(Case(["report", "F/study_none", "--out", "/proc/loratune"], why="report --out not writable"))
+    add(Case(["report", "F/study_none", "--storage", "sqlite:///new.db?mode=ro"], why="creates no SQLite file"))
+    add(Case(["report", "F/study_none", "--storage", "postgresql://u@10.1.2.3/db"], why="fails fast"))
+    # --- train / eval: more numbers, files and folders (issue #11) ----------------------------------------
+    for flag, v in [
+        ("--epochs", "inf"),
+        ("--warmup-ratio", "-0.1"),
+        ("--dropout", "nan"),
+        ("--alpha", "inf"),
+        ("--r", "99999999999999999999999"),
+        ("--grad-accum", "-1"),
+        ("--eval-batches", "-1"),
+        ("--lr", "1e400"),
+    ]:
+        add(Case(["train", "smollm2-135m", "--data", "demo", flag, v], why=f"train {flag} {v}"))
+    add(Case(["train", "smollm2-135m", "--data", "demo", "--out", "F"], why="--out: a folder of other files"))
+    add(Case(["train", "smollm2-135m", "--data", "demo", "--config", "F/good.jsonl"], why="JSONL as --config"))
+    add(Case(["train", "smollm2-135m", "--data", "F/good.jsonl", "--val-data", "F/empty.jsonl"]))
+    add(Case(["train", "smollm2-135m", "--data", "demo", "--reference", "F/data.xyz"]))
+    for f in ("wrongcol.jsonl", "nonutf8.jsonl", "data.xyz", "bad.csv", "adir"):
+        add(Case(["eval", "smollm2-135m", "--data", f"F/{f}"], why=f"eval --data {f}"))
+    add(Case(["eval", "smollm2-135m", "--data", "demo", "--adapter", "F/model_badst"], why="a model, not an adapter"))
+    add(Case(["eval", "smollm2-135m", "--data", "demo", "--seed", "-1"]))
+    # --- budget / recommend: more numbers, config files, export lists, output paths (issue #11) -------
+    for argv, words in (
+        (["--alpha-pattern", "c_attn=1e400"], ("alpha_pattern",)),
+        (["--rank-pattern", "c_attn=1e400"], ("--rank-pattern",)),
+        (["--rank-pattern", "c_attn=2.5"], ("whole number",)),
+        (["--rank-pattern", "(=4"], ("regex",)),
+        (["--rank-pattern", "c_attn=5000"], ("largest sensible r",)),
+        (["--r", "769"], ("largest sensible r is 768",)),
+        (["--r", "99999999999999999999999"], ("largest sensible r is 768",)),
+        (["--seq-len", "99999999999999999999999"], ("--seq-len",)),
+        (["--batch-size", "99999999999999999999999"], ("--batch-size",)),
+        (["--layers", "0-99999999999999999999"], ("last layer",)),
+        (["--target-r", "4"], ("adalora",)),
+        (["--exclude", "c_fc"], ("exclude",)),
+        (["--exclude", "c_atn"], ("did you mean",)),
+        (["--modules-to-save", "nosuch"], ("modules_to_save",)),
+        (["--vram", "infGB"], ("--vram",)),
+        (["--vram", "2048TiB"], ("--vram",)),
+        (["--alpha", "1e400"], ("lora_alpha",)),
+    ):
+        add(Case(["budget", "gpt2", *argv], why=f"budget {' '.join(argv)}", words=words))
+    for f in ("nonutf8.json", "deep.json", "list.json", "unknownkey.json", "unknowntop.json", "nan.json", "negr.json"):
+        add(Case(["budget", "gpt2", "--config", f"F/{f}"], why=f"budget --config {f}", words=(f,)))
+    add(Case(["budget", "gpt2", "--config", "F/missing.json"], words=("does not exist",)))
+    for argv, words in (
+        (["--dataset-size", "99999999999999999999999"], ("--dataset-size",)),
+        (["--seq-len", "99999999999999999999999"], ("--seq-len",)),
+        (["--vram", "0GB"], ("--vram",)),
+        (["--vram", "nanGB"], ("--vram",)),
+        (["--export", "peft,nonsense", "--out", "out"], ("nonsense",)),
+        (["--export", "peft,axolotl"], ("--out",)),
+        (["--export", ","], ("--export",)),
+        (["--export", "peft,axolotl", "--out", "F/afile"], ("--out",)),
+        (["--export", "peft,axolotl", "--out", "F/afile/sub"], ("--out",)),
+        (["--export", "peft,torchtune", "--out", "out"], ("torchtune",)),
+        (["--out", "F/adir"], ("directory",)),
+        (["--out", "/proc/loratune.json"], ("not writable",)),
+    ):
+        add(Case(["recommend", "gpt2", "--dataset-size", "100", *argv], why=f"recommend {' '.join(argv)}", words=words))
+    for f in ("adir", "nonutf8.jsonl", "wrongcol.jsonl", "data.xyz", "bad.parquet", "deep.json"):
+        add(Case(["recommend", "gpt2", "--data", f"F/{f}"], why=f"recommend --data {f}"))
     return c
 
 
@@ -374,7 +460,9 @@ def run_case(case: Case, work: Path, fx: Path, timeout: float) -> Outcome:
     os.symlink(fx, cwd / "F")
     argv = [a.replace("F/", f"{cwd}/F/") if a.startswith("F/") else a for a in case.argv]
     before = snapshot(cwd, fx)
-    env = {**os.environ, "COLUMNS": "100", "NO_COLOR": "1", "LORATUNE_THREADS": "1"}
+    # This checkout's code, whichever copy the venv has installed (cases run in a temp folder).
+    pythonpath = os.pathsep.join(p for p in (str(ROOT / "src"), os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "COLUMNS": "100", "NO_COLOR": "1", "LORATUNE_THREADS": "1", "PYTHONPATH": pythonpath}
     t = time.perf_counter()
     try:
         p = subprocess.run(

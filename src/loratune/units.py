@@ -24,12 +24,22 @@ _UNITS = {
 }
 
 
-def parse_bytes(text: str) -> int:
+# No accelerator (or host) holds a pebibyte; anything above is a typo or an overflow (``1e400GB``).
+MAX_SIZE_BYTES = 1024**5
+
+
+def parse_size(text: str, what: str = "size") -> int:
     """``"8GB"`` → bytes. GPU vendors sell binary GiB as "GB", so a bare "GB" means GiB (an
-    "8 GB" card reports 8 GiB to ``nvidia-smi``); write ``8e9B`` for decimal bytes."""
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[0-9]+)?)\s*([a-zA-Z]*)\s*", text)
+    "8 GB" card reports 8 GiB to ``nvidia-smi``); write ``8e9B`` for decimal bytes.
+
+    Refused, naming ``what`` (the flag or field) and the text: anything but a plain positive number and
+    unit (``nan``, ``inf``, a sign), a value that rounds to 0 bytes, and one above
+    :data:`MAX_SIZE_BYTES` (which includes every overflow to infinity)."""
+    import math
+
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([a-zA-Z]*)\s*", text)
     if not m:
-        raise ConfigError(f"cannot read the size {text!r}", "write it like 8GB, 24GiB or 512MB")
+        raise ConfigError(f"cannot read {what} {text!r}", "write a positive size like 8GB, 24GiB or 512MB")
     value, unit = float(m.group(1)), m.group(2).lower()
     if unit in ("gb", "g"):
         unit = "gib"
@@ -40,8 +50,33 @@ def parse_bytes(text: str) -> int:
     elif unit in ("kb", "k"):
         unit = "kib"
     if unit not in _UNITS:
-        raise ConfigError(f"unknown size unit {m.group(2)!r} in {text!r}", "use B, MB, GB, TB (binary) or MiB/GiB")
-    return int(value * _UNITS[unit])
+        raise ConfigError(
+            f"unknown size unit {m.group(2)!r} in {what} {text!r}", "use B, MB, GB, TB (binary) or MiB/GiB"
+        )
+    n = value * _UNITS[unit]
+    if not math.isfinite(n) or n > MAX_SIZE_BYTES:
+        raise ConfigError(
+            f"{what} {text!r} is more than 1 PiB (no device holds that)", "give one device's memory, e.g. 24GB or 80GiB"
+        )
+    if int(n) < 1:
+        raise ConfigError(f"{what} must be positive, got {text!r}", "give a size like 8GB, 24GiB or 512MB")
+    return int(n)
+
+
+def parse_bytes(text: str, what: str = "size") -> int:
+    """Alias of :func:`parse_size` (its old name)."""
+    return parse_size(text, what)
+
+
+def check_count(value: object, what: str, most: int, fix: str) -> None:
+    """A count (batch size, sequence length, examples): a whole number from 1 to ``most``; ``what``
+    names the field and flag in the message."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{what} must be a whole number, got {value!r}", fix)
+    if value < 1:
+        raise ConfigError(f"{what} must be at least 1, got {value}", fix)
+    if value > most:
+        raise ConfigError(f"{what} = {value:,} is absurdly large (at most {most:,})", fix)
 
 
 def fmt_bytes(n: float) -> str:
@@ -76,6 +111,11 @@ def parse_int_list(text: str, *, what: str, upper: int | None = None) -> list[in
                     raise ValueError
                 if hi < lo:
                     raise ValueError
+                if upper is not None and hi >= upper:
+                    out.add(hi)  # refused below, before a huge range is ever expanded
+                    continue
+                if hi - lo > 1_000_000:
+                    raise ConfigError(f"{what} {text!r} spans over a million layers", "give the model's layer range")
                 out.update(range(lo, hi + 1))
             else:
                 out.add(int(part))

@@ -140,7 +140,7 @@ def test_train_takes_recommend_json_and_flags_override_it(run, tiny_model_dir, q
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (["--lr", "-1"], "learning_rate must be a positive number"),
+        (["--lr", "-1"], "--lr (learning_rate) must be greater than 0"),
         (["--scheduler", "step"], "unknown scheduler"),
         (["--targets", "nope_proj"], "nope_proj"),
         (["--method", "ia3"], "unknown method"),
@@ -175,9 +175,9 @@ CHEAP_FAILURES = [
     (["train", "smollm2-135m", "--data", "/nonexistent.jsonl"], "/nonexistent.jsonl does not exist"),
     (["eval", "smollm2-135m", "--data", "/nonexistent.jsonl"], "/nonexistent.jsonl does not exist"),
     (["train", "smollm2-135m", "--data", "{bad_suffix}"], "unknown data file type '.xyz'"),
-    (["train", "smollm2-135m", "--data", "{good}", "--val-fraction", "1.5"], "validation fraction must be in [0, 1)"),
+    (["train", "smollm2-135m", "--data", "{good}", "--val-fraction", "1.5"], "validation fraction must be in (0, 1)"),
     (["train", "smollm2-135m", "--data", "{good}", "--reference", "/none.jsonl"], "/none.jsonl does not exist"),
-    (["train", "smollm2-135m", "--data", "{good}", "--lr", "-1"], "learning_rate must be a positive number"),
+    (["train", "smollm2-135m", "--data", "{good}", "--lr", "-1"], "--lr (learning_rate) must be greater than 0"),
     (["train", "smollm2-135m", "--data", "{good}", "--dtype", "fp8"], "unknown compute dtype 'fp8'"),
     (["train", "smollm2-135m", "--data", "{good}", "--method", "ia3"], "unknown method"),
     (["train", "no-such-model", "--data", "{good}"], "no-such-model"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -232,9 +233,9 @@ def test_missing_empty_and_unknown_inputs(tmp_path: Path) -> None:
     (tmp_path / "empty.jsonl").write_text("\n\n")
     with pytest.raises(DataError, match="holds no examples"):
         load_examples(tmp_path / "empty.jsonl")
-    (tmp_path / "d.txt").write_text("hello")
-    with pytest.raises(DataError, match=r"unknown data file type '\.txt'"):
-        load_examples(tmp_path / "d.txt")
+    (tmp_path / "d.xyz").write_text("hello")
+    with pytest.raises(DataError, match=r"unknown data file type '\.xyz'"):
+        load_examples(tmp_path / "d.xyz")
     (tmp_path / "plain_dir").mkdir()
     with pytest.raises(DataError, match="not a saved Hugging Face dataset"):
         load_examples(tmp_path / "plain_dir")
@@ -258,3 +259,63 @@ def test_non_utf8_file(tmp_path: Path) -> None:
     path.write_bytes(b'{"text": "caf\xe9"}\n')
     with pytest.raises(DataError, match="not UTF-8"):
         load_examples(path)
+
+
+@pytest.mark.parametrize("sep", ["\u2028", "\u2029", "\u0085"])
+def test_unicode_line_separators_inside_strings_are_text_not_line_breaks(tmp_path: Path, sep: str) -> None:
+    """str.splitlines cuts at U+2028/U+2029/U+0085; a JSON string or CSV cell may hold them."""
+    rows = [{"prompt": f"one{sep}two", "response": f"a{sep}b"}, {"prompt": "q", "response": "r"}]
+    jsonl = tmp_path / "d.jsonl"
+    jsonl.write_text("".join(json.dumps(r, ensure_ascii=False) + "\r\n" for r in rows), encoding="utf-8")
+    got = load_examples(jsonl)
+    assert [(e.prompt, e.response, e.line) for e in got] == [(f"one{sep}two", f"a{sep}b", 1), ("q", "r", 2)]
+    csv_path = write_csv(tmp_path / "d.csv", rows)
+    assert [(e.prompt, e.response, e.line) for e in load_examples(csv_path)] == [
+        (f"one{sep}two", f"a{sep}b", 2),
+        ("q", "r", 3),
+    ]
+
+
+def test_txt_is_plain_text_one_example_per_paragraph(tmp_path: Path) -> None:
+    path = tmp_path / "d.txt"
+    path.write_text("\nFirst paragraph,\nstill the first.\n\n\nSecond one.\n\n", encoding="utf-8")
+    got = load_examples(path)
+    assert [(e.prompt, e.response, e.line) for e in got] == [
+        ("", "First paragraph,\nstill the first.", 2),
+        ("", "Second one.", 6),
+    ]
+
+
+def test_txt_without_blank_lines_is_one_example_per_line(tmp_path: Path) -> None:
+    path = tmp_path / "d.txt"
+    path.write_text("one\r\ntwo\nthree\n\n", encoding="utf-8")
+    assert [(e.response, e.line) for e in load_examples(path)] == [("one", 1), ("two", 2), ("three", 3)]
+
+
+def test_non_utf8_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "d.jsonl"
+    path.write_bytes(b'{"text": "ok"}\n{"text": "ok"}\n{"text": "caf\xe9"}\n')
+    with pytest.raises(DataError, match="not UTF-8 text \\(line 3"):
+        load_examples(path)
+
+
+def test_unterminated_csv_quote_is_a_malformed_row(tmp_path: Path) -> None:
+    path = tmp_path / "d.csv"
+    path.write_text('prompt,response\n"a,b\n')
+    with pytest.raises(DataError, match="line 2"):
+        load_examples(path)
+
+
+def test_wrong_columns_hint_names_flags_that_exist(tmp_path: Path) -> None:
+    import typer
+
+    from loratune.cli.app import app
+
+    group: Any = typer.main.get_command(app)
+    flags = {o for name in ("train", "eval") for p in group.commands[name].params for o in p.opts}
+    for fmt in ("auto", "text", "chat", "prompt-response", "alpaca"):
+        with pytest.raises(DataError) as err:
+            load_examples(write_jsonl(tmp_path / "w.jsonl", [{"foo": "a", "bar": "b"}]), format=fmt)
+        text = f"{err.value.message} {err.value.hint}"
+        named = set(re.findall(r"--[a-z][a-z-]+", text))
+        assert named <= flags, (named - flags, text)

@@ -123,6 +123,7 @@ def test_truncation_counts_and_drops() -> None:
     assert [sum(x != IGNORE_INDEX for x in t.labels) for t in data.examples] == [4, 6, 12]
     s = data.stats
     assert (s.n_examples, s.truncated, s.dropped) == (3, 2, 1)
+    assert s.dropped_min_length == 22  # 20 prompt + newline, then the answer's first token
     assert (s.total_tokens, s.label_tokens, s.max_length) == (34, 22, 12)
     assert s.mean_length == pytest.approx(34 / 3)
 

@@ -72,3 +72,76 @@ def test_the_file_is_read_by_the_one_peft_reader():
     assert spec == peft_fields(saved)[0]
     assert AdapterSpec(**spec) == AdapterSpec.from_peft_kwargs(short)
     assert not {"task_type", "peft_type", "bias", "use_dora", "r"} & set(extra)
+
+
+def _write(tmp_path, text, name="cfg.json"):
+    p = tmp_path / name
+    p.write_text(text) if isinstance(text, str) else p.write_bytes(text)
+    return p
+
+
+def test_peft_keys_cover_every_lora_and_adalora_field():
+    """The key list is data (no PEFT import before torch is needed): it must name every field of the
+    PEFT this project runs, or a valid PEFT key would be refused as unknown."""
+    import dataclasses
+
+    from peft import AdaLoraConfig, LoraConfig
+
+    from loratune.trial.config_file import PEFT_KEYS
+
+    fields = {f.name for cls in (LoraConfig, AdaLoraConfig) for f in dataclasses.fields(cls)}
+    assert fields - PEFT_KEYS == set()
+
+
+@pytest.mark.parametrize(
+    ("text", "needles"),
+    [
+        ("{", ["is not valid JSON", "line 1"]),
+        (b"\xff\xfe{}", ["is not UTF-8"]),
+        ("[" * 100_000 + "]" * 100_000, ["nested too deeply"]),
+        ("[1, 2]", ["holds a list, not an object"]),
+        ('{"confg": {"r": 8}}', ["unknown key(s) 'confg'"]),
+        ('{"config": {"r": 8, "bogus": 1}}', ["unknown key(s) in 'config': 'bogus'"]),
+        ('{"config": [1]}', ["'config' is a list"]),
+        ('{"config": {"r": "eight"}}', ["config.r must be an integer, got 'eight'"]),
+        ('{"config": {"r": -4}}', ["config.r must be in [1, 65536], got -4"]),
+        ('{"config": {"r": 8, "lora_alpha": NaN}}', ["config.lora_alpha = nan is not a finite number"]),
+        ('{"config": {"lora_dropout": 1.0}}', ["config.lora_dropout must be in [0, 1)"]),
+        ('{"config": {"use_dora": "yes"}}', ["config.use_dora must be true or false"]),
+        ('{"config": {"target_modules": [1, 2]}}', ["config.target_modules must be a list of module names"]),
+        ('{"config": {"layers_to_transform": ["a"]}}', ["config.layers_to_transform"]),
+        ('{"config": {"rank_pattern": {"q": -1}}}', ["config.rank_pattern['q'] must be a positive integer"]),
+        ('{"training": {"learning_rate": "fast"}}', ["'training': --lr (learning_rate) must be a number"]),
+        ('{"training": {"learning_rate": Infinity}}', ["training.learning_rate = inf"]),
+        ('{"training": {"per_device_train_batch_size": 0}}', ["'training': --batch-size (batch_size)"]),
+        ('{"training": {"warmup_typo": 1}}', ["warmup_typo"]),
+        ('{"config": {"peft_type": "IA3"}}', ["config.peft_type 'IA3'"]),
+    ],
+)
+def test_a_malformed_config_file_is_one_error_naming_file_and_place(tmp_path, text, needles):
+    from loratune.trial.config_file import read_config_file
+
+    p = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as e:
+        read_config_file(p)
+    assert str(p) in e.value.message and e.value.hint
+    for needle in needles:
+        assert needle in e.value.message, e.value.message
+
+
+def test_a_directory_or_missing_config_file_is_refused(tmp_path):
+    from loratune.trial.config_file import read_config_file
+
+    with pytest.raises(ConfigError, match="is a directory"):
+        read_config_file(tmp_path)
+    with pytest.raises(ConfigError, match="does not exist"):
+        read_config_file(tmp_path / "none.json")
+
+
+def test_recommends_whole_output_is_a_valid_config_file(tmp_path):
+    import json
+
+    from loratune.trial.config_file import read_config_file
+
+    full = {**RECOMMEND, "model": "gpt2", "explanations": [], "memory": {}, "warnings": [], "warning_kinds": []}
+    assert read_config_file(_write(tmp_path, json.dumps(full)))["config"]["r"] == 8

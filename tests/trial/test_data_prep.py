@@ -73,3 +73,16 @@ def test_one_reference_limit(tmp_path: Path) -> None:
     path.write_text("".join(json.dumps({"text": f"Paragraph number {i} of plain prose."}) + "\n" for i in range(40)))
     assert len(reference(str(path), CharTokenizer())) == REFERENCE_LIMIT
     assert reference("none", CharTokenizer()) == [] and reference(None, CharTokenizer()) == []
+
+
+def test_every_answer_cut_away_names_max_length_and_the_shortest(tmp_path: Path) -> None:
+    path = tmp_path / "long.jsonl"
+    path.write_text("".join(json.dumps({"prompt": "p" * (30 + i), "response": "r"}) + "\n" for i in range(10)))
+    from loratune.errors import DataError
+
+    with pytest.raises(DataError) as err:
+        prepare(read(str(path)), CharTokenizer(), max_length=16, val_fraction=0.1)
+    # The shortest training prompt: 30 or 31 characters (one of the 10 is held out) + the newline
+    assert "--max-length 16 cuts away the answer of every training example" in err.value.message
+    assert "the shortest needs 32 tokens" in err.value.message or "the shortest needs 33 tokens" in err.value.message
+    assert "--max-length" in (err.value.hint or "")

@@ -171,3 +171,15 @@ def test_a_failure_while_setting_up_the_adapter_still_restores_the_base(llama_ru
     assert after.keys() == before.keys() and all(torch.equal(before[k], after[k]) for k in before)
     assert not any("lora_" in name for name, _ in llama_runner.model.named_modules())
     assert not hasattr(llama_runner.model, "peft_config")
+
+
+def test_a_blown_up_last_step_is_diverged_and_nothing_is_saved(llama_runner, tmp_path):
+    """One step at lr 1e30: the training loss of that step is finite, the weights after it are not.
+    The trial says diverged (not ok with a NaN adapter) and saves nothing."""
+    settings = TrainSettings(learning_rate=1e30, max_steps=1, warmup_ratio=0.0, compute_dtype="fp32", max_grad_norm=0)
+    out = tmp_path / "adapter"
+    res = llama_runner.run(_spec(), settings, qa_examples(8), qa_examples(4, seed=3), progress=False, save_dir=out)
+    assert res.status == "diverged", res
+    assert res.message and res.adapter_dir is None and not out.exists()
+    assert not list(tmp_path.iterdir())  # no temp directory left beside it either
+    assert not hasattr(llama_runner.model, "peft_config")

@@ -8,6 +8,7 @@ from dataclasses import replace
 
 from loratune.advise import explain as S
 from loratune.advise import rules as R
+from loratune.advise.adalora import init_rank
 from loratune.advise.explain import Explanation, disagreement
 from loratune.advise.inputs import MICRO_BATCH_START, AdviceInputs, check_inputs
 from loratune.advise.modules import (
@@ -166,8 +167,25 @@ class Advisor:
             ex = disagreement("r", comb, lit, why)
         else:
             ex = disagreement("r", comb, seed, R.RANK_WHY)
+        ex = self._cap_rank(ex, names)
         self.ex.append(ex)
         return int(ex.value)
+
+    def _cap_rank(self, ex: Explanation, names: list[str]) -> Explanation:
+        """No rule may propose a rank this model's matrices cannot hold (``rules.rank_ceiling``)."""
+        mods = resolve(self.a, TargetSpec(tuple(names))).modules
+        cap = R.rank_ceiling([(m.in_features, m.out_features) for m in mods])
+        smallest = min(mods, key=lambda m: m.in_features * m.out_features / (m.in_features + m.out_features))
+        why = (
+            f"above it the adapter of {smallest.suffix} ({smallest.in_features} → {smallest.out_features}) would "
+            "hold as many parameters as the matrix (r·(in + out) ≥ in·out)"
+        )
+        if self.i.method == "adalora":
+            # AdaLoRA allocates init_r (1.5–2× the target) before pruning: that one must fit min(in, out).
+            least = min(min(m.in_features, m.out_features) for m in mods)
+            while cap > 1 and init_rank(cap, self.rules) > least:
+                cap //= 2
+        return R.cap_rank(ex, cap, why)
 
     def alpha(self, r: int) -> float:
         if self.preset:

@@ -21,7 +21,10 @@ def count_data(path: str | Path) -> DataCount:
     from loratune.data import load_examples, resolve_data_arg
 
     resolved = resolve_data_arg(str(path))
-    examples = load_examples(resolved)
+    try:
+        examples = load_examples(resolved)
+    except RecursionError:  # json's decoder on "[[[[…": a hostile file, not a dataset
+        raise DataError(f"{path} is nested too deeply to be a dataset", "give one example per line (JSONL)") from None
     if not examples:
         raise DataError(f"{path} holds no examples", "give a file with at least one example")
     chars = 0

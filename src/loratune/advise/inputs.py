@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from loratune.budget.memory import MAX_SEQ_LEN
 from loratune.errors import ConfigError
+from loratune.units import check_count
 
 RULE_SETS = ("combined", "seed", "literature")
 GOALS = ("balanced", "quality", "memory")
@@ -37,9 +39,12 @@ def check_inputs(inputs: AdviceInputs) -> None:
     ):
         if value not in allowed:
             raise ConfigError(f"unknown {what} value {value!r}", f"use one of {', '.join(allowed)}")
-    if inputs.dataset_size is not None and inputs.dataset_size < 1:
-        raise ConfigError(f"dataset size must be at least 1, got {inputs.dataset_size}", "use e.g. --dataset-size 1000")
+    if inputs.dataset_size is not None:
+        check_count(inputs.dataset_size, "dataset size (--dataset-size)", MAX_EXAMPLES, "use e.g. --dataset-size 1000")
     if inputs.vram_bytes is not None and inputs.vram_bytes <= 0:
         raise ConfigError(f"VRAM must be positive, got {inputs.vram_bytes} bytes", "use e.g. --vram 8GB")
-    if inputs.seq_len < 1:
-        raise ConfigError(f"sequence length must be at least 1, got {inputs.seq_len}", "use e.g. --seq-len 512")
+    check_count(inputs.seq_len, "sequence length (--seq-len)", MAX_SEQ_LEN, "use e.g. --seq-len 512")
+
+
+# A trillion examples is more than any fine-tuning set (pre-training corpora count tokens, not examples).
+MAX_EXAMPLES = 10**12

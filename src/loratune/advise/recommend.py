@@ -179,29 +179,32 @@ def _config(
     layers: list[int] | None,
     method: str,
 ) -> dict[str, Any]:
-    """PEFT keyword arguments with every recommended value explicit (defaults included)."""
-    kw: dict[str, Any] = {}
+    """PEFT keyword arguments with every recommended value explicit (defaults included), in the order
+    PEFT's docs list them. ``AdapterSpec.peft_kwargs`` (and the AdaLoRA schedule's) write the values —
+    the one writer of PEFT kwargs; this adds the defaults PEFT would assume and the model's own keys."""
+    kw = spec.peft_kwargs(targets)
+    out: dict[str, Any] = {}
     if method == "adalora" and sched is not None:
-        kw.update(sched.peft_kwargs())
+        out["init_r"], out["target_r"] = kw.pop("init_r"), kw.pop("target_r")
+        out.update({k: v for k, v in sched.peft_kwargs().items() if k not in out})
     else:
-        kw["r"] = spec.r
-    kw["lora_alpha"] = int(spec.alpha) if spec.alpha == int(spec.alpha) else spec.alpha
-    kw["lora_dropout"] = spec.dropout
-    kw["target_modules"] = targets
+        kw.pop("init_r", None), kw.pop("target_r", None)
+        out["r"] = kw.pop("r")
+    for key in ("lora_alpha", "lora_dropout", "target_modules"):
+        out[key] = kw.pop(key)
     if method != "adalora":
-        kw["use_dora"] = method == "dora"
-        kw["use_rslora"] = False
-    if layers:
-        kw["layers_to_transform"] = layers
-    kw["bias"] = "none"
+        out["use_dora"] = kw.pop("use_dora", False)
+        out["use_rslora"] = kw.pop("use_rslora", False)
+    out.update(kw)  # layers_to_transform and anything else the spec holds
+    out["bias"] = "none"
     adapted = resolve(anatomy, TargetSpec(tuple(targets))).modules
     if any(m.kind == "conv1d" for m in adapted):
         # GPT-2's Conv1D stores W transposed; PEFT would flip this itself, with a warning.
-        kw["fan_in_fan_out"] = True
+        out["fan_in_fan_out"] = True
     peft_task = task_type(anatomy)
     if peft_task:
-        kw["task_type"] = peft_task
-    return kw
+        out["task_type"] = peft_task
+    return out
 
 
 def _note_fit(adv: Advisor, before: Knobs, after: Knobs, alpha_ratio: float, steps: list[FitStep]) -> None:

@@ -7,10 +7,12 @@ Seed rules come first in each group, then the literature's; ``recommend`` picks 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 from loratune.advise import explain as S
 from loratune.advise.explain import Explanation
 from loratune.advise.tasks import TaskClass
+from loratune.budget.spec import default_alpha
 
 GiB = 1024**3
 
@@ -143,6 +145,30 @@ def combined_rank(task: TaskClass, tokens: int | None, params_at_r1: int, tokens
     )
 
 
+def rank_ceiling(dims: list[tuple[int, int]]) -> int:
+    """The largest recommended r for adapted matrices of shape (in, out): the largest power of two below
+    every matrix's break-even rank in·out/(in + out) — where the adapter's r·(in + out) parameters would
+    reach the matrix's own in·out (d/2 for a square d × d), so LoRA stops being a low-rank update
+    [LoRA 2106.09685 §4.1: r ≪ min(d, k)]. GPT-2's c_proj (768 → 768): 384 → r ≤ 256."""
+    if not dims:
+        return 1 << 16
+    even = min(i * o / (i + o) for i, o in dims)
+    return 1 << (max(1, math.floor(even)).bit_length() - 1)
+
+
+def cap_rank(ex: Explanation, cap: int, why: str) -> Explanation:
+    """``ex`` with its value lowered to ``cap`` (and the rule saying so) when it is above it."""
+    if int(ex.value) <= cap:
+        return ex
+    return replace(
+        ex,
+        value=cap,
+        rule=f"{ex.rule}; capped at {cap}: {why}",
+        source=f"{ex.source}; {S.LORA} §4.1",
+        inputs={**ex.inputs, "uncapped_r": int(ex.value), "rank_ceiling": cap},
+    )
+
+
 RANK_WHY = (
     "loratune follows the literature here: a larger model needs a lower rank for the same task "
     f"[{S.EXPRESSIVE}], so the seed's model-size ranges push the wrong way; example counts say less than "
@@ -153,11 +179,11 @@ RANK_WHY = (
 # ---------------------------------------------------------------- alpha, rsLoRA, learning rate
 def alpha_rule(r: int) -> Explanation:
     """seed 000 §2.2 규칙 1 and 2405.09673 agree: alpha = 2r (scaling 2.0)."""
-    # TODO default_alpha: use budget.spec.default_alpha(r) once it lands (one definition of 2r).
+    alpha = default_alpha(r)
     return Explanation(
         "lora_alpha",
-        2 * r,
-        f"alpha = 2·r = {2 * r} (scaling alpha/r = 2.0); alpha/r acts as a learning-rate multiplier, "
+        alpha,
+        f"alpha = 2·r = {alpha} (scaling alpha/r = 2.0); alpha/r acts as a learning-rate multiplier, "
         "so it stays fixed and the learning rate is tuned instead",
         f"{S.SEED_ALPHA}; {S.LEARNS_LESS}; {S.QLORA}",
         {"r": r},

@@ -218,6 +218,7 @@ def resolve(anatomy: Anatomy, spec: TargetSpec) -> Resolution:
                 f"no targeted module lies in layers {sorted(keep)}",
                 f"{anatomy.source} has layers 0-{anatomy.num_layers - 1}",
             )
+    _check_each_exclude_matches(anatomy, chosen, spec.exclude_modules)
     chosen = [m for m in chosen if not _excluded(m.name, spec)]
     if not chosen:
         raise TargetError("every matched module is excluded", "check exclude_modules / modules_to_save")
@@ -245,6 +246,24 @@ def _check_each_name_matches(anatomy: Anatomy, candidates: list[AdaptableModule]
             else f"adaptable names: {', '.join(_suffix_names(candidates)[:12])}"
         )
         raise TargetError(f"target {t!r} matches no module of {anatomy.source}", hint)
+
+
+def _check_each_exclude_matches(anatomy: Anatomy, chosen: list[AdaptableModule], excludes: tuple[str, ...]) -> None:
+    """An ``exclude_modules`` entry that excludes none of the targeted modules is a typo or a mistake
+    (PEFT only warns, "no modules were excluded"): refused like a target that matches nothing."""
+    for e in excludes:
+        if any(matches_suffix(m.name, e) for m in chosen):
+            continue
+        names = _suffix_names(chosen)
+        elsewhere = any(matches_suffix(m.name, e) for m in anatomy.modules)
+        close = difflib.get_close_matches(e, names, n=4, cutoff=0.4)
+        hint = f"did you mean {', '.join(close)}?" if close else f"targeted names: {', '.join(names[:12])}"
+        problem = (
+            f"exclude {e!r} matches none of the targeted modules (only modules the targets leave out)"
+            if elsewhere
+            else f"exclude {e!r} matches no module of {anatomy.source}"
+        )
+        raise TargetError(problem, hint)
 
 
 def _suffix_names(mods: list[AdaptableModule]) -> list[str]:

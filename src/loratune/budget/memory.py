@@ -27,7 +27,7 @@ from loratune.anatomy.types import ATTENTION_ROLES, ENCODER_TYPES, AdaptableModu
 from loratune.budget.params import ParamBudget, count_params
 from loratune.budget.spec import AdapterSpec
 from loratune.errors import ConfigError
-from loratune.units import fmt_bytes
+from loratune.units import check_count, fmt_bytes
 
 DTYPES = {"fp32": 4, "bf16": 2, "fp16": 2}
 QUANTS = ("none", "8bit", "4bit")
@@ -51,6 +51,12 @@ CUDA_CONTEXT_BYTES = 512 * 2**20
 CUDA_SLACK = 0.10
 
 
+# Beyond these a value is a typo or an overflow, not a training step: no model reads 16M tokens at once,
+# and a micro-batch of a million sequences fits no device.
+MAX_SEQ_LEN = 1 << 24
+MAX_BATCH = 1 << 20
+
+
 @dataclass(frozen=True)
 class MemorySettings:
     """How a step runs: the knobs that change its memory, not the adapter itself."""
@@ -68,10 +74,8 @@ class MemorySettings:
     autocast: bool = False
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1:
-            raise ConfigError(f"batch size must be at least 1, got {self.batch_size}", "use e.g. --batch-size 8")
-        if self.seq_len < 1:
-            raise ConfigError(f"sequence length must be at least 1, got {self.seq_len}", "use e.g. --seq-len 512")
+        check_count(self.batch_size, "batch size (--batch-size)", MAX_BATCH, "use e.g. --batch-size 8")
+        check_count(self.seq_len, "sequence length (--seq-len)", MAX_SEQ_LEN, "use e.g. --seq-len 512")
         _choice(self.dtype, tuple(DTYPES), "dtype")
         _choice(self.quant, QUANTS, "quant")
         _choice(self.optimizer, OPTIMIZERS, "optimizer")

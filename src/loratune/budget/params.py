@@ -14,12 +14,13 @@ The seed's GPT-2 example (r=8, ``c_attn, c_proj``): 24 modules; 12·8·(768+2304
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from loratune.anatomy.targets import Resolution, resolve, with_task_heads
 from loratune.anatomy.types import AdaptableModule, Anatomy, TargetWarning
 from loratune.budget.spec import AdapterSpec
-from loratune.errors import TargetError
+from loratune.errors import ConfigError, TargetError
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,7 @@ def count_params(anatomy: Anatomy, spec: AdapterSpec, resolution: Resolution | N
         mods.append(
             ModuleBudget(m.name, m.layer, m.role, m.in_features, m.out_features, r, alpha, module_params(m, r, spec))
         )
+    _check_ranks_fit(mods, spec)
     # A classifier's head (PEFT's SEQ_CLS default modules_to_save) is a trained copy too.
     saved = _modules_to_save_params(anatomy, with_task_heads(anatomy, spec.targets).modules_to_save)
     trainable = sum(m.params for m in mods) + saved
@@ -102,6 +104,30 @@ def count_params(anatomy: Anatomy, spec: AdapterSpec, resolution: Resolution | N
         peft_config=spec.peft_kwargs(res.peft_target_modules),
         warnings=list(res.warnings),
     )
+
+
+def _check_ranks_fit(mods: list[ModuleBudget], spec: AdapterSpec) -> None:
+    by_rank: dict[int, list[ModuleBudget]] = {}
+    for m in mods:
+        by_rank.setdefault(m.r, []).append(m)
+    for r, group in by_rank.items():
+        check_rank_fits(r, group, "r" if r == spec.r else "a rank_pattern rank")
+
+
+def check_rank_fits(r: int, modules: Sequence[AdaptableModule | ModuleBudget], what: str = "r") -> None:
+    """Refuse a rank above min(in, out) of every module it is given to, naming the largest sensible r.
+    LoRA's update BA has rank at most min(in, out) [2106.09685 §4.1], so a larger r only adds parameters
+    (and PEFT builds them all the same)."""
+    if not modules:
+        return
+    widest = max(modules, key=lambda m: min(m.in_features, m.out_features))
+    cap = min(widest.in_features, widest.out_features)
+    if r > cap:
+        raise ConfigError(
+            f"{what} = {r:,} is above min(in, out) of every module it adapts; the largest sensible r is {cap} "
+            f"({widest.name}: {widest.in_features} → {widest.out_features})",
+            f"use --r {cap} or less (BA has rank ≤ min(in, out)); ranks of 8–64 are usual",
+        )
 
 
 def _modules_to_save_params(anatomy: Anatomy, names: tuple[str, ...]) -> int:

@@ -4,14 +4,18 @@ and the training-memory estimate of one step (``--memory`` for each term, ``--vr
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from loratune.anatomy.targets import TargetSpec, parse_targets
+from loratune.anatomy.targets import Resolution, TargetSpec, parse_targets, resolve
+from loratune.anatomy.types import Anatomy
 from loratune.budget import METHODS, AdapterSpec, count_params
+from loratune.budget.adapter_file import AdapterFile, read_adapter_file
 from loratune.budget.fit import FitReport, fit_report
 from loratune.budget.memory import (
     ATTN_IMPLS,
@@ -23,41 +27,85 @@ from loratune.budget.memory import (
     MemorySettings,
     estimate_memory,
 )
+from loratune.budget.params import check_rank_fits
+from loratune.budget.spec import DEFAULT_R, default_alpha
 from loratune.cli.common import JsonOpt, ModelArg, console, print_json, warn_lines, warning_fields
 from loratune.errors import ConfigError
 from loratune.models import resolve_source
 from loratune.models.seq_cls import load_task_anatomy
-from loratune.units import fmt_bytes, fmt_count, parse_bytes, parse_int_list
+from loratune.units import fmt_bytes, fmt_count, parse_int_list, parse_size
 
 
-def _pattern(text: str | None, what: str) -> dict[str, int]:
-    """``q_proj=16,v_proj=4`` or a JSON object → dict."""
+def _pattern(text: str | None, what: str) -> dict[str, float]:
+    """``q_proj=16,v_proj=4`` or a JSON object → dict of numbers (AdapterSpec checks their range)."""
     if not text:
         return {}
     try:
         if text.lstrip().startswith("{"):
             data = json.loads(text)
+            if not isinstance(data, dict):
+                raise ValueError
         else:
             data = {k.strip(): v for k, v in (p.split("=", 1) for p in text.split(",") if p.strip())}
-        return {str(k): int(v) for k, v in data.items()}
-    except (ValueError, json.JSONDecodeError):
+        return {str(k): float(v) for k, v in data.items()}
+    except (ValueError, TypeError, RecursionError):
         raise ConfigError(f"cannot read {what} {text!r}", "write it like q_proj=16,v_proj=4 or as JSON") from None
+
+
+def _ranks(values: dict[str, float], what: str) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for k, v in values.items():
+        if not (math.isfinite(v) and v.is_integer()):
+            raise ConfigError(f"{what} {k!r} must be a whole number, got {v:g}", "write it like q_proj=16,v_proj=4")
+        out[k] = int(v)
+    return out
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(e.strip() for e in text.split(",") if e.strip())
+
+
+def _spec(
+    anatomy: Anatomy,
+    file: AdapterFile | None,
+    flags: dict[str, Any],
+    targets: TargetSpec,
+) -> tuple[AdapterSpec, Resolution]:
+    """The file's adapter (if any) with the flags given on top; a rank above every targeted module's
+    min(in, out) is refused naming the largest sensible r, before anything else is counted."""
+    kw = dict(file.values) if file else {}
+    kw.pop("targets", None)
+    kw.update({k: v for k, v in flags.items() if v is not None and k != "alpha"})
+    kw.setdefault("r", DEFAULT_R)
+    if kw.get("method", "lora") != "adalora" and flags["target_r"] is None:
+        kw.pop("target_r", None)  # an AdaLoRA file counted as --method lora/dora: its target_r has no meaning
+    if flags["alpha"] is not None:
+        kw["alpha"] = flags["alpha"]
+    elif flags["r"] is not None or "alpha" not in kw:
+        kw["alpha"] = float(default_alpha(kw["r"]))
+    res = resolve(anatomy, targets)
+    check_rank_fits(kw["r"], res.modules)
+    return AdapterSpec(targets=targets, **kw), res
 
 
 def budget(
     model: ModelArg,
-    r: Annotated[int, typer.Option("--r", help="LoRA rank (AdaLoRA: init_r).")] = 8,
+    r: Annotated[int | None, typer.Option("--r", help="LoRA rank (AdaLoRA: init_r) [8].", show_default=False)] = None,
     alpha: Annotated[
         float | None, typer.Option("--alpha", help="lora_alpha (scaling = alpha / r); default 2·r (seed 000 §2.2).")
     ] = None,
     targets: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--targets",
-            help="Comma list of names (PEFT suffix matching), 're:<regex>', 'all-linear', or a role shorthand: attention, mlp, all, qv.",
+            help="Comma list of names (PEFT suffix matching), 're:<regex>', 'all-linear', or a role shorthand: "
+            "attention, mlp, all, qv [attention].",
+            show_default=False,
         ),
-    ] = "attention",
-    method: Annotated[str, typer.Option("--method", help=f"One of {', '.join(METHODS)}.")] = "lora",
+    ] = None,
+    method: Annotated[
+        str | None, typer.Option("--method", help=f"One of {', '.join(METHODS)} [lora].", show_default=False)
+    ] = None,
     layers: Annotated[str | None, typer.Option("--layers", help="layers_to_transform: 6-11, 0,2,4 or 20-.")] = None,
     layers_pattern: Annotated[
         str | None, typer.Option("--layers-pattern", help="Name of the layer list, e.g. layers or h.")
@@ -71,9 +119,20 @@ def budget(
     modules_to_save: Annotated[
         str | None, typer.Option("--modules-to-save", help="Fully trained modules, e.g. lm_head.")
     ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="Adapter config to count: `loratune recommend --json` output or a PEFT adapter_config.json; "
+            "flags override it.",
+        ),
+    ] = None,
     embeddings: Annotated[bool, typer.Option("--embeddings", help="Allow embedding layers as targets.")] = False,
     per_module: Annotated[bool, typer.Option("--per-module", help="List every adapted module.")] = False,
-    dropout: Annotated[float, typer.Option("--dropout", help="lora_dropout (p > 0 keeps a copy of x).")] = 0.05,
+    dropout: Annotated[
+        float | None,
+        typer.Option("--dropout", help="lora_dropout (p > 0 keeps a copy of x) [0.05].", show_default=False),
+    ] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", help="Micro-batch size [1].")] = None,
     seq_len: Annotated[int | None, typer.Option("--seq-len", help="Tokens per sequence [512].")] = None,
     dtype: Annotated[str | None, typer.Option("--dtype", help=f"Base dtype: {', '.join(DTYPES)} [bf16].")] = None,
@@ -96,26 +155,30 @@ def budget(
     json_out: JsonOpt = False,
 ) -> None:
     """Count exactly what a LoRA config trains — equal to PEFT's count, without loading weights."""
+    file = read_adapter_file(config) if config is not None else None  # before the model: a bad file is cheap
+    vram_bytes = parse_size(vram, "--vram") if vram is not None else None
     anatomy = load_task_anatomy(resolve_source(model), task_type, num_labels)
-    spec = AdapterSpec(
-        targets=TargetSpec(
-            target_modules=parse_targets(targets),
-            layers_to_transform=tuple(parse_int_list(layers, what="layer range", upper=anatomy.num_layers))
-            if layers
-            else None,
-            layers_pattern=tuple(p.strip() for p in layers_pattern.split(",")) if layers_pattern else None,
-            exclude_modules=tuple(e.strip() for e in exclude.split(",")) if exclude else (),
-            modules_to_save=tuple(e.strip() for e in modules_to_save.split(",")) if modules_to_save else (),
-            include_embeddings=embeddings,
-        ),
-        r=r,
-        alpha=alpha if alpha is not None else 2.0 * r,  # TODO default_alpha: budget.spec.default_alpha(r)
-        method=method,
-        rank_pattern=_pattern(rank_pattern, "--rank-pattern"),
-        alpha_pattern={k: float(v) for k, v in _pattern(alpha_pattern, "--alpha-pattern").items()},
-        target_r=target_r,
-        dropout=dropout,
+    ft: TargetSpec | None = file.values.get("targets") if file else None
+    layer_list = tuple(parse_int_list(layers, what="layer range", upper=anatomy.num_layers)) if layers else None
+    target_spec = TargetSpec(
+        target_modules=parse_targets(targets) if targets is not None else (ft.target_modules if ft else "attention"),
+        layers_to_transform=layer_list if layers else (ft.layers_to_transform if ft else None),
+        layers_pattern=_names(layers_pattern) if layers_pattern else (ft.layers_pattern if ft else None),
+        exclude_modules=_names(exclude) if exclude is not None else (ft.exclude_modules if ft else ()),
+        modules_to_save=_names(modules_to_save) if modules_to_save is not None else (ft.modules_to_save if ft else ()),
+        include_embeddings=embeddings,
     )
+    flags: dict[str, Any] = {
+        "r": r,
+        "alpha": alpha,
+        "method": method,
+        "dropout": dropout,
+        "target_r": target_r,
+        "rank_pattern": _ranks(_pattern(rank_pattern, "--rank-pattern"), "--rank-pattern") or None,
+        "alpha_pattern": _pattern(alpha_pattern, "--alpha-pattern") or None,
+    }
+    spec, resolution = _spec(anatomy, file, flags, target_spec)
+    pb = count_params(anatomy, spec, resolution)
     pb = count_params(anatomy, spec)
     explicit = (batch_size, seq_len, dtype, quant, optimizer, device, attn)
     show_terms = memory or vram is not None or grad_checkpointing or autocast or any(v is not None for v in explicit)
@@ -132,7 +195,7 @@ def budget(
         autocast=autocast,
     )
     est = estimate_memory(anatomy, spec, settings, pb)
-    fit = fit_report(anatomy, spec, settings, parse_bytes(vram)) if vram is not None else None
+    fit = fit_report(anatomy, spec, settings, vram_bytes) if vram_bytes is not None else None
     if json_out:
         print_json(
             {

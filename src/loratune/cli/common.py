@@ -1,4 +1,6 @@
-"""What every command shares: the MODEL argument, JSON output, the error → exit-2 mapping."""
+"""What every command shares: the MODEL argument, JSON output, the error → exit-2 mapping, and the
+output-path checks (``check_output_file(path, flag)`` / ``check_output_dir(path, flag)`` from
+:mod:`loratune.outputs`: call them on ``--out`` before any work)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,19 @@ from rich.console import Console
 from rich.text import Text
 
 from loratune.anatomy.types import TargetWarning
+from loratune.outputs import check_output_dir, check_output_file
+
+__all__ = [
+    "JsonOpt",
+    "ModelArg",
+    "check_output_dir",
+    "check_output_file",
+    "console",
+    "err_console",
+    "print_json",
+    "warn_lines",
+    "warning_fields",
+]
 
 console = Console()
 err_console = Console(stderr=True)

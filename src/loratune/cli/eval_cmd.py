@@ -11,6 +11,7 @@ from rich.table import Table
 from loratune.cli.common import JsonOpt, ModelArg, console, print_json
 from loratune.data.types import IGNORE_INDEX
 from loratune.errors import ConfigError
+from loratune.trial.types import MAX_SEED
 
 
 def evaluate(
@@ -49,30 +50,31 @@ def evaluate(
     """Score a model (optionally with an adapter) on data: perplexity; EM and token F1 of greedy answers."""
     from loratune.data import check_val_fraction
     from loratune.models import resolve_source
-    from loratune.trial.adapter_io import read_metrics, recorded_attention
+    from loratune.trial.adapter_io import check_adapter_dir, read_metrics, recorded_attention
     from loratune.trial.data_prep import prepare, read
     from loratune.trial.precision import resolve_compute_dtype
 
     # ---- everything that can be checked without torch, so a typo fails in a fraction of a second
     if split not in ("val", "all"):
         raise ConfigError(f"unknown --split {split!r}", "use val or all")
-    check_val_fraction(val_fraction)
-    for name, value, low in (
-        ("--batch-size", batch_size, 1),
-        ("--max-length", max_length, 2),
-        ("--qa-limit", qa_limit, 0),
+    check_val_fraction(val_fraction, allow_zero=split != "val")
+    for name, value, low, high in (
+        ("--batch-size", batch_size, 1, None),
+        ("--max-length", max_length, 2, None),
+        ("--qa-limit", qa_limit, 0, None),
+        ("--seed", seed, 0, MAX_SEED),
     ):
         if value < low:
             raise ConfigError(f"{name} must be at least {low}, got {value}", f"pass e.g. {name} {max(low, 8)}")
+        if high is not None and value > high:
+            raise ConfigError(f"{name} must be at most {high}, got {value}", f"pass e.g. {name} 0")
     from loratune.data.classification import resolve_task_type
 
     seq_cls = resolve_task_type(task_type, data, fmt) == "seq-cls"
     if not seq_cls:
         raw = read(data, format=fmt, prompt_column=prompt_column, response_column=response_column)
-    if adapter is not None and not (adapter / "adapter_config.json").is_file():
-        raise ConfigError(
-            f"{adapter} is not a PEFT adapter (no adapter_config.json)", "pass the --out directory of `loratune train`"
-        )
+    if adapter is not None:
+        check_adapter_dir(adapter, allow_pickle=allow_pickle)
     if seq_cls:  # a classifier: loss, accuracy, macro-F1 (cli/cls_cmd.py)
         from loratune.cli.cls_cmd import eval_seq_cls
         from loratune.data.classification import read_cls
@@ -174,6 +176,6 @@ def _clip(text: str, limit: int = 160) -> str:
 
 
 def _with_adapter(base: Any, adapter: Path) -> Any:
-    from peft import PeftModel
+    from loratune.trial.adapter_io import load_adapter
 
-    return PeftModel.from_pretrained(base, str(adapter), is_trainable=False)
+    return load_adapter(base, adapter)

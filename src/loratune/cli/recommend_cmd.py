@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import textwrap
 from pathlib import Path
@@ -16,13 +17,22 @@ from loratune.advise import GOALS, METHOD_CHOICES, PRESETS, RULE_SETS, AdviceInp
 from loratune.advise.datasize import count_data
 from loratune.advise.explain import short_source, source_legend
 from loratune.advise.tasks import TASK_CLASSES
-from loratune.cli.common import JsonOpt, ModelArg, console, err_console, print_json, warn_lines
+from loratune.cli.common import (
+    JsonOpt,
+    ModelArg,
+    check_output_dir,
+    check_output_file,
+    console,
+    err_console,
+    print_json,
+    warn_lines,
+)
 from loratune.errors import ConfigError
-from loratune.export import FORMATS, export_config
+from loratune.export import FORMATS, SUFFIXES, export_config
 from loratune.models import resolve_source
 from loratune.models.seq_cls import advice_anatomy
 from loratune.paths import write_atomic
-from loratune.units import fmt_bytes, fmt_count, parse_bytes, parse_int_list
+from loratune.units import fmt_bytes, fmt_count, parse_int_list, parse_size
 
 
 def _choice(value: str | None, allowed: tuple[str, ...] | list[str], option: str) -> None:
@@ -64,8 +74,16 @@ def recommend_cmd(
     method: Annotated[str, typer.Option("--method", help=f"One of {', '.join(METHOD_CHOICES)}.")] = "auto",
     layers: Annotated[str | None, typer.Option("--layers", help="layers_to_transform: 6-11, 0,2,4 or 20-.")] = None,
     seq_len: Annotated[int, typer.Option("--seq-len", help="Training sequence length (tokens).")] = 512,
-    export: Annotated[str | None, typer.Option("--export", help=f"Export format: {', '.join(FORMATS)}.")] = None,
-    out: Annotated[Path | None, typer.Option("--out", help="Write the export (or the JSON) to this file.")] = None,
+    export: Annotated[
+        str | None,
+        typer.Option("--export", help=f"Export format(s), a comma list: {', '.join(FORMATS)}."),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", help="Write the export (or the JSON) to this file; with several --export formats, a folder."
+        ),
+    ] = None,
     explain: Annotated[
         bool, typer.Option("--explain", help="One wide table with every rule, source and the other side.")
     ] = False,
@@ -82,9 +100,17 @@ def recommend_cmd(
     _choice(goal, GOALS, "--goal")
     _choice(rules, RULE_SETS, "--rules")
     _choice(method, METHOD_CHOICES, "--method")
-    _choice(export, FORMATS, "--export")
+    formats = _export_formats(export)
     if dataset_size is not None and data is not None:
         raise ConfigError("give --dataset-size or --data, not both", "--data counts the examples itself")
+    if len(formats) > 1 and out is None:
+        raise ConfigError(
+            f"--export {export} names {len(formats)} formats, written one file each", "add --out DIR for the files"
+        )
+    # Every output path is checked before any work: --out is the file of one format (or of the JSON),
+    # the folder of several.
+    targets = _out_files(formats, out)
+    vram_bytes = parse_size(vram, "--vram") if vram is not None else None
     anatomy = advice_anatomy(resolve_source(model), task_type, task, num_labels)
     tokens, note = None, ""
     if data is not None:
@@ -95,7 +121,7 @@ def recommend_cmd(
         dataset_size=dataset_size,
         dataset_tokens=tokens,
         tokens_note=note,
-        vram_bytes=parse_bytes(vram) if vram else None,
+        vram_bytes=vram_bytes,
         goal=goal,
         protect_knowledge=protect_knowledge,
         preset=preset,
@@ -106,23 +132,50 @@ def recommend_cmd(
     )
     rec = recommend(anatomy, inputs)
     data_dict = rec.to_dict()
-    if export is not None:
-        text = export_config(export, data_dict, model)
-        if out is None:
-            typer.echo(text, nl=False)
-            warn_lines(rec.warnings)
-            return
-        write_atomic(out, text)
-    elif out is not None:
-        write_atomic(out, json.dumps(data_dict, indent=2) + "\n")
+    # Every text is made before the first is written: an exporter that refuses leaves no file behind.
+    texts = [export_config(fmt, data_dict, model) for fmt in formats]
+    if formats and out is None:
+        typer.echo(texts[0], nl=False)
+        warn_lines(rec.warnings)
+        return
+    if not formats and out is not None:
+        texts = [json.dumps(data_dict, indent=2) + "\n"]
+    for path, text in zip(targets, texts, strict=True):
+        write_atomic(path, text)
     if json_out:
         print_json(data_dict)
     elif explain:
         _print_full(rec, data_dict)
     else:
         _print(rec, data_dict)
-    if out is not None:
-        err_console.print(f"wrote {out}", highlight=False)
+    if targets:
+        err_console.print(f"wrote {', '.join(str(p) for p in targets)}", highlight=False, soft_wrap=True)
+
+
+def _export_formats(text: str | None) -> list[str]:
+    """``peft,axolotl`` → the formats, in order, duplicates dropped; every name checked up front."""
+    if text is None:
+        return []
+    names = list(dict.fromkeys(n.strip().lower() for n in text.split(",") if n.strip()))
+    if not names:
+        raise typer.BadParameter(f"{text!r} names no format; use one of {', '.join(FORMATS)}", param_hint="--export")
+    for n in names:
+        if n not in FORMATS:
+            close = difflib.get_close_matches(n, FORMATS, n=1, cutoff=0.5)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise typer.BadParameter(f"{n!r} is not one of {', '.join(FORMATS)}{hint}", param_hint="--export")
+    return names
+
+
+def _out_files(formats: list[str], out: Path | None) -> list[Path]:
+    """The files ``--out`` stands for, each checked writable (nothing is created yet): one format or
+    none → ``out`` itself; several → ``out/<format><suffix>`` (peft.json, axolotl.yaml…)."""
+    if out is None:
+        return []
+    if len(formats) <= 1:
+        return [check_output_file(out, "--out")]
+    folder = check_output_dir(out, "--out")
+    return [check_output_file(folder / f"{fmt}{SUFFIXES[fmt]}", "--out") for fmt in formats]
 
 
 def _header(rec: Recommendation) -> None:

@@ -154,6 +154,10 @@ def print_event(event: SearchEvent) -> None:
 
     if isinstance(event, ev.ModelLoading):
         console.print(f"[bold]loading[/] {escape(event.model)} …", highlight=False, soft_wrap=True)
+    elif isinstance(event, ev.StudyOpened):
+        from loratune.cli.interrupt import keep_note
+
+        keep_note(event.resume_note())  # what Ctrl-C prints from here on (cli/app.py, exit 130)
     elif isinstance(event, ev.TrialsRecovered):
         numbers = ", ".join(str(n) for n in event.numbers)
         err_console.print(

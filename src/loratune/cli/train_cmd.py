@@ -12,9 +12,12 @@ from rich.table import Table
 
 from loratune.anatomy.targets import TargetSpec, parse_targets
 from loratune.budget import METHODS, AdapterSpec
+from loratune.budget.spec import default_alpha
 from loratune.cli.common import JsonOpt, ModelArg, console, err_console, print_json, warn_lines
+from loratune.cli.interrupt import keep_note
 from loratune.errors import ConfigError
-from loratune.trial.config_file import adapter_fields, read_config_file, training_fields
+from loratune.outputs import ADAPTER_MARKERS, check_output_dir
+from loratune.trial.config_file import adapter_fields, check_adapter_values, read_config_file, training_fields
 from loratune.trial.types import TrainSettings
 from loratune.units import fmt_bytes, fmt_count, parse_int_list
 
@@ -24,7 +27,12 @@ DEFAULT_TARGETS = "attention"
 def train(
     model: ModelArg,
     data: Annotated[
-        str, typer.Option("--data", help="Training data file (jsonl/json/csv/parquet/txt, HF dataset dir) or 'demo'.")
+        str,
+        typer.Option(
+            "--data",
+            help="Training data: jsonl/json/csv/parquet, .txt (one example per paragraph), a saved HF dataset "
+            "directory, or 'demo'.",
+        ),
     ],
     config: Annotated[
         Path | None,
@@ -104,6 +112,13 @@ def train(
     from loratune.trial.data_prep import REFERENCE_MAX_TOKENS, prepare, read, reference_examples, tokenize_reference
     from loratune.trial.precision import resolve_compute_dtype
 
+    # ---- everything that can be checked without torch, so a typo fails in a fraction of a second
+    check_adapter_values(
+        {"r": r, "lora_alpha": alpha, "lora_dropout": dropout, "target_r": target_r},
+        flags={"r": "--r", "lora_alpha": "--alpha", "lora_dropout": "--dropout", "target_r": "--target-r"},
+    )
+    if out is not None:
+        check_output_dir(out, "--out", replaceable=ADAPTER_MARKERS)
     cls_raw = read_cls(data, val_data=val_data) if resolve_task_type(task_type, data, fmt) == "seq-cls" else None
     raw = (
         None
@@ -111,11 +126,11 @@ def train(
         else read(data, format=fmt, prompt_column=prompt_column, response_column=response_column, val_data=val_data)
     )
     if val_data is None:
-        check_val_fraction(val_fraction)
+        check_val_fraction(val_fraction, allow_zero=False)
     ref_examples = reference_examples(reference)
     file_cfg = read_config_file(config) if config else {}
-    spec_kw, peft_extra = adapter_fields(file_cfg.get("config", {}))
-    train_kw = training_fields(file_cfg.get("training", {}) or {})
+    spec_kw, peft_extra = adapter_fields(file_cfg.get("config") or {})
+    train_kw = training_fields(file_cfg.get("training") or {})
     flags = {
         "learning_rate": lr,
         "batch_size": batch_size,
@@ -140,7 +155,7 @@ def train(
     settings = TrainSettings(**train_kw)
     # The adapter's own checks (method, rank, alpha, dropout, closed layer ranges); `--layers 20-` and the
     # target names need the model's layers and modules, checked once it is loaded.
-    _adapter(spec_kw, None, r, alpha, targets, method, None, dropout, rslora, target_r)
+    first = _adapter(spec_kw, None, r, alpha, targets, method, None, dropout, rslora, target_r)
     if cls_raw is not None:  # a classifier: cli/cls_cmd.py
         from loratune.cli.cls_cmd import train_seq_cls
 
@@ -162,6 +177,12 @@ def train(
         return
     assert raw is not None
     source = resolve_source(model)
+    out_dir = out or Path("runs") / _slug(f"{source.label}-{first.method}-r{first.r}")
+    if out is None:
+        check_output_dir(out_dir, "--out", replaceable=ADAPTER_MARKERS)
+    # Ctrl-C from here on: the adapter is written into a temp directory and renamed when complete, so an
+    # interrupted run leaves nothing (cli/app.py prints the note, exit 130).
+    keep_note("nothing was saved")
 
     # ---- torch from here on
     from loratune.trial.runner import TrialRunner, quiet_libraries
@@ -173,7 +194,6 @@ def train(
         raw, runner.tokenizer, max_length=settings.max_length, val_fraction=val_fraction, seed=settings.seed
     )
     ref = tokenize_reference(ref_examples, runner.tokenizer, max_length=min(settings.max_length, REFERENCE_MAX_TOKENS))
-    out_dir = out or Path("runs") / _slug(f"{runner.label}-{adapter.method}-r{adapter.r}")
     if not json_out:
         err_console.print(
             f"[bold]{runner.label}[/] — {adapter.method} r={adapter.r} alpha={adapter.alpha:g}, {compute_dtype}",
@@ -194,12 +214,21 @@ def train(
         progress=not (no_progress or json_out),
         peft_extra=peft_extra,
     )
+    if result.adapter_dir:
+        keep_note(f"the adapter was saved to {result.adapter_dir}")
     if json_out:
         print_json(result.to_dict())
     else:
         _print_result(result)
         warn_lines(result.warnings)
     if result.status in ("diverged", "failed"):
+        # Exit 1: the run finished but its adapter is no good; nothing was saved (loop.run_trial).
+        fix = f"lower --lr (was {settings.learning_rate:g})" if result.status == "diverged" else "see the message"
+        err_console.print(
+            f"[red]error:[/] the trial {result.status} ({result.message}); no adapter was saved — {fix}",
+            highlight=False,
+            soft_wrap=True,
+        )
         raise typer.Exit(1)
 
 
@@ -223,7 +252,7 @@ def _adapter(
     if alpha is not None:
         kw["alpha"] = alpha
     elif r is not None or "alpha" not in kw:
-        kw["alpha"] = 2 * kw["r"]  # seed rule: alpha = 2r
+        kw["alpha"] = default_alpha(kw["r"])
     for key, value in (("method", method), ("dropout", dropout), ("target_r", target_r)):
         if value is not None:
             kw[key] = value

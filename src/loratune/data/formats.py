@@ -119,8 +119,8 @@ def resolve_layout(
     for given, default, option in (
         (prompt_column, "prompt", "--prompt-column"),
         (response_column, "response", "--response-column"),
-        (messages_column, "messages", "--messages-column"),
-        (text_column, "text", "--text-column"),
+        (messages_column, "messages", "messages_column"),  # no CLI flag: the Python API's names
+        (text_column, "text", "text_column"),
     ):
         if given != default and given not in cols:
             raise DataError(f"{where}: no column '{given}' (found {sorted(cols)})", f"fix {option}")
@@ -149,7 +149,7 @@ def resolve_layout(
             raise DataError(
                 f"{where}: cannot tell the format from the columns {sorted(cols)}",
                 "name the columns prompt/response (or question/answer, instruction/input/output), messages or "
-                "text, or pass --prompt-column/--response-column/--text-column and --format",
+                "text, or pass --prompt-column and --response-column (and --format)",
             )
 
     if format == "classification":
@@ -158,11 +158,11 @@ def resolve_layout(
         )
     if format == "chat":
         if not chat_col:
-            raise _missing(where, cols, f"a messages column ('{messages_column}')", "--messages-column")
+            raise _missing(where, cols, f"a messages column ('{messages_column}')", "", rename=CHAT_ALIASES)
         return Layout("chat", messages=chat_col)
     if format == "text":
         if not text_col:
-            raise _missing(where, cols, f"a text column ('{text_column}')", "--text-column")
+            raise _missing(where, cols, f"a text column ('{text_column}')", "", rename=TEXT_ALIASES)
         return Layout("text", text=text_col)
     if format == "alpaca":
         if not alpaca:
@@ -175,8 +175,12 @@ def resolve_layout(
     return Layout("prompt-response", prompt=pair[0], response=pair[1])
 
 
-def _missing(where: str, cols: set[str], what: str, option: str) -> DataError:
-    return DataError(f"{where}: expected {what}, found columns {sorted(cols)}", f"rename the columns or pass {option}")
+def _missing(where: str, cols: set[str], what: str, option: str, rename: tuple[str, ...] = ()) -> DataError:
+    if rename:  # no flag picks this column: name what it may be called
+        fix = f"rename the column to {' or '.join(repr(n) for n in rename)}, or pass another --format"
+    else:
+        fix = f"rename the columns or pass {option}"
+    return DataError(f"{where}: expected {what}, found columns {sorted(cols)}", fix)
 
 
 class _RowProblem(Exception):

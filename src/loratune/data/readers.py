@@ -1,13 +1,19 @@
 """Read a dataset file into raw rows, each tagged with its 1-based source position.
 
 JSONL and CSV rows carry their physical line number (what an editor shows); JSON arrays, Parquet and
-saved Hugging Face datasets carry their row index. Unreadable rows become :class:`BadRow` entries so
+saved Hugging Face datasets carry their row index. Lines end at ``\n`` (or ``\r\n``) only: U+2028,
+U+2029 and U+0085 are text inside a string, not line breaks (``str.splitlines`` would cut rows there).
+
+Plain ``.txt`` files are language-modelling text in one ``text`` column: one example per paragraph
+(blocks separated by blank lines); a file with no blank line at all is one example per line. Each
+example carries the line its paragraph starts on. Unreadable rows become :class:`BadRow` entries so
 the caller can report all of them at once instead of stopping at the first.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +21,7 @@ from typing import Any
 
 from loratune.errors import DataError
 
-FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
+FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet", ".txt")
 _HF_MARKERS = ("dataset_info.json", "state.json", "dataset_dict.json")
 _EXTRA = "\0extra"  # DictReader key for fields beyond the header
 
@@ -59,6 +65,8 @@ def read_table(path: str | Path) -> RawTable:
         return _read_csv(p)
     if suffix == ".parquet":
         return _read_parquet(p)
+    if suffix == ".txt":
+        return _read_txt(p)
     raise DataError(
         f"{p}: unknown data file type '{suffix or '(no suffix)'}'",
         f"use one of {', '.join(FILE_SUFFIXES)} or a directory saved by datasets' save_to_disk",
@@ -67,15 +75,31 @@ def read_table(path: str | Path) -> RawTable:
 
 def _read_text(p: Path) -> str:
     try:
-        return p.read_text(encoding="utf-8-sig")  # -sig: tolerate a BOM written by spreadsheet tools
+        raw = p.read_bytes()
+    except OSError as e:
+        raise DataError(f"cannot read {p}: {e.strerror or e}", "check the path and its permissions") from None
+    try:
+        return raw.decode("utf-8-sig")  # -sig: tolerate a BOM written by spreadsheet tools
     except UnicodeDecodeError as e:
-        raise DataError(f"{p} is not UTF-8 text (byte {e.start})", "re-save the file as UTF-8") from None
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise DataError(
+            f"{p} is not UTF-8 text (line {line}, byte {e.start}: {raw[e.start : e.start + 1]!r})",
+            "re-save the file as UTF-8",
+        ) from None
+
+
+def split_lines(text: str) -> list[str]:
+    """Physical lines: split at ``\n`` only, a trailing ``\r`` dropped (CRLF files)."""
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
 
 
 def _read_jsonl(p: Path) -> RawTable:
     rows: list[Row] = []
     bad: list[BadRow] = []
-    for i, text in enumerate(_read_text(p).splitlines(), start=1):
+    for i, text in enumerate(split_lines(_read_text(p)), start=1):
         if not text.strip():
             continue  # blank lines (often a trailing one) are not rows
         try:
@@ -125,8 +149,8 @@ def _read_json(p: Path) -> RawTable:
 def _read_csv(p: Path) -> RawTable:
     rows: list[Row] = []
     bad: list[BadRow] = []
-    lines = _read_text(p).splitlines(keepends=True)
-    reader = csv.DictReader(lines, restkey=_EXTRA)
+    # newline="": the csv module sees line ends as written (it splits rows itself, quoted breaks kept).
+    reader = csv.DictReader(io.StringIO(_read_text(p), newline=""), restkey=_EXTRA)
     try:
         header = reader.fieldnames
         if not header:
@@ -148,6 +172,25 @@ def _read_csv(p: Path) -> RawTable:
     except csv.Error as e:
         raise DataError(f"{p}: CSV error at line {reader.line_num}: {e}", "check the quoting on that line") from None
     return RawTable(p, "line", rows, bad)
+
+
+def _read_txt(p: Path) -> RawTable:
+    lines = split_lines(_read_text(p))
+    filled = [i for i, ln in enumerate(lines) if ln.strip()]
+    inner = lines[filled[0] : filled[-1] + 1] if filled else []
+    if all(ln.strip() for ln in inner):  # no blank line between texts: one example per line
+        return RawTable(p, "line", [Row(i + 1, {"text": lines[i]}) for i in filled], [])
+    rows: list[Row] = []
+    block: list[str] = []
+    start = 0
+    for i, ln in enumerate([*lines, ""], start=1):
+        if ln.strip():
+            start = start if block else i
+            block.append(ln)
+        elif block:
+            rows.append(Row(start, {"text": "\n".join(block)}))
+            block = []
+    return RawTable(p, "line", rows, [])
 
 
 def _read_parquet(p: Path) -> RawTable:

@@ -29,7 +29,13 @@ def split_train_val(items: Sequence[T], *, val_fraction: float = 0.1, seed: int 
     return train, val
 
 
-def check_val_fraction(val_fraction: float) -> None:
-    """Raise unless ``val_fraction`` is in [0, 1) (cheap: the CLI calls it before loading a model)."""
-    if not 0.0 <= val_fraction < 1.0:
-        raise DataError(f"validation fraction must be in [0, 1), got {val_fraction}", "pass e.g. --val-fraction 0.1")
+def check_val_fraction(val_fraction: float, *, allow_zero: bool = True) -> None:
+    """Raise unless ``val_fraction`` is in [0, 1) — (0, 1) with ``allow_zero=False``, as ``--val-fraction``
+    is (a run needs validation rows to measure anything). Cheap: the CLI calls it before loading a model."""
+    low_ok = val_fraction >= 0.0 if allow_zero else val_fraction > 0.0
+    if isinstance(val_fraction, bool) or not (low_ok and val_fraction < 1.0):
+        span = "[0, 1)" if allow_zero else "(0, 1)"
+        raise DataError(
+            f"--val-fraction: the validation fraction must be in {span}, got {val_fraction}",
+            "pass e.g. --val-fraction 0.1, or --val-data FILE",
+        )

@@ -44,6 +44,7 @@ def tokenize_examples(
         )
     out: list[TokenizedExample] = []
     truncated = dropped = 0
+    needed = 0  # the shortest max_length that would have kept a dropped example (0: none dropped)
     for ex in examples:
         if ex.messages is None and not ex.prompt:
             ids, labels = _plain(ex, tokenizer)
@@ -52,13 +53,16 @@ def tokenize_examples(
         else:
             ids, labels = _untemplated(ex, tokenizer)
         cut = len(ids) > max_length
+        first_label = next((i for i, t in enumerate(labels) if t != IGNORE_INDEX), None)
         ids, labels = ids[:max_length], labels[:max_length]
         if all(t == IGNORE_INDEX for t in labels):
             dropped += 1  # the response was cut off entirely: nothing to learn from this example
+            if first_label is not None:
+                needed = first_label + 1 if not needed else min(needed, first_label + 1)
             continue
         truncated += cut
         out.append(TokenizedExample(input_ids=ids, labels=labels, line=ex.line))
-    return TokenizedData(out, _stats(out, truncated, dropped))
+    return TokenizedData(out, _stats(out, truncated, dropped, needed))
 
 
 def _encode(tokenizer: Any, text: str, *, special: bool = False) -> list[int]:
@@ -190,7 +194,7 @@ def _tokens_in(offsets: list[tuple[int, int]], lo: int, hi: int) -> tuple[int, i
     return start, end
 
 
-def _stats(out: list[TokenizedExample], truncated: int, dropped: int) -> TokenStats:
+def _stats(out: list[TokenizedExample], truncated: int, dropped: int, needed: int = 0) -> TokenStats:
     lengths = sorted(len(t.input_ids) for t in out)
     n = len(lengths)
     label_tokens = sum(sum(1 for x in t.labels if x != IGNORE_INDEX) for t in out)
@@ -204,6 +208,7 @@ def _stats(out: list[TokenizedExample], truncated: int, dropped: int) -> TokenSt
         p95_length=p95,
         truncated=truncated,
         dropped=dropped,
+        dropped_min_length=needed,
     )
 
 

@@ -38,6 +38,8 @@ class TokenStats:
     p95_length: int
     truncated: int  # kept examples that were cut to max_length
     dropped: int = 0  # examples left with no label tokens after truncation (not in n_examples)
+    # The shortest max_length that keeps one token of a dropped example's answer (0: none dropped).
+    dropped_min_length: int = 0
 
 
 @dataclass

@@ -160,9 +160,13 @@ def _cls_cells(r: Any) -> str:
 
 
 def write_report(data: StudyData, out_dir: Path) -> list[Path]:
-    """``report.html`` plus the PNGs beside it; returns the paths written."""
+    """``report.html`` plus the PNGs beside it; returns the paths written. A folder that is a file, lies
+    under one or cannot be written is a ConfigError before anything is drawn or written."""
+    from loratune.outputs import check_output_dir
     from loratune.paths import write_atomic
 
+    out_dir = Path(out_dir)
+    check_output_dir(out_dir)
     figures = build_figures(data)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []

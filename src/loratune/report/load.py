@@ -7,6 +7,7 @@ not what search writes is a ConfigError naming it.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,8 +36,14 @@ def load_study(directory: Path, storage: str | None = None) -> StudyData:
     if not directory.is_dir():
         raise ConfigError(f"no study directory {directory}", "pass the --out directory of `loratune search`")
     config = read_search_json(directory / SEARCH_JSON).config if (directory / SEARCH_JSON).is_file() else None
-    if storage is not None and storage.startswith("sqlite:///") and "?" not in storage:
-        records = read_study_records(Path(storage[len("sqlite:///") :]))  # a local file: read-only too
+    sqlite = re.match(r"sqlite(\+\w+)?:(///)?", storage, re.IGNORECASE) if storage is not None else None
+    if storage is not None and sqlite is not None:
+        # A local file, opened read-only whatever the URL's query or driver says (SQLite would create a
+        # missing file on connect); an in-memory database holds no study.
+        path = storage[sqlite.end() :].split("?", 1)[0] if sqlite.group(2) else ""
+        if not path:
+            raise ConfigError(f"{storage} names no SQLite file", "pass --storage sqlite:///path/to/study.db")
+        records = read_study_records(Path(path))
     elif storage is not None:
         records = read_records_at(storage)
     else:

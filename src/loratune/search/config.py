@@ -5,7 +5,9 @@ may share a study (model, data, settings, trial code).
 
 from __future__ import annotations
 
+import difflib
 import hashlib
+import math
 import types
 import typing
 from dataclasses import asdict, dataclass, field, fields
@@ -19,6 +21,7 @@ from loratune.trial.types import TrainSettings
 
 STRATEGIES = ("staged", "optuna")
 RANKS = (2, 4, 8, 16, 32, 64, 128)
+MAX_SEED = 2**32 - 1
 
 
 def _help(text: str) -> Any:
@@ -83,12 +86,17 @@ class SearchConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"{_flag(name)} must be >= 1, got {value}", "use a positive integer, or leave it out")
-        if self.lr is not None and not self.lr > 0:
-            raise ConfigError(f"--lr must be positive, got {self.lr}", "use e.g. --lr 2e-4")
+        if not 0 <= self.seed <= MAX_SEED:  # numpy's and Optuna's samplers take 32-bit seeds, torch 64-bit
+            raise ConfigError(f"--seed must be in [0, {MAX_SEED}], got {str(self.seed)[:40]}", "use e.g. --seed 0")
+        # Written as "not (x in range)" so that NaN, which fails every comparison, is refused too.
+        if self.lr is not None and not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ConfigError(f"--lr must be a positive finite number, got {self.lr}", "use e.g. --lr 2e-4")
         if not 0 <= self.tolerance < 1:
             raise ConfigError(f"--tolerance must be in [0, 1), got {self.tolerance}", "use e.g. 0.01 (1 %)")
-        if self.max_forgetting is not None and self.max_forgetting < 0:
-            raise ConfigError(f"--max-forgetting must be >= 0, got {self.max_forgetting}", "use e.g. 0.05 (5 %)")
+        if self.max_forgetting is not None and not (self.max_forgetting >= 0 and math.isfinite(self.max_forgetting)):
+            raise ConfigError(
+                f"--max-forgetting must be >= 0, got {self.max_forgetting}", "use a finite fraction, e.g. 0.05 (5 %)"
+            )
         if self.max_forgetting is not None and self.reference == "none":
             raise ConfigError("--max-forgetting needs reference text", "pass --reference demo (or a file)")
         self.module_sets  # noqa: B018  (parsing is the check: a bad --modules fails before any model loads)
@@ -100,8 +108,9 @@ class SearchConfig:
             raise ConfigError(f"unknown --task-type {self.task_type!r}", f"use one of {', '.join(TASK_TYPES)}")
         if self.metric != "loss" and self.task_type == "causal-lm":
             raise ConfigError(f"--metric {self.metric} needs a classifier", "use --task-type seq-cls or --metric loss")
-        if self.time_budget is not None and not self.time_budget > 0:
+        if self.time_budget is not None and not (self.time_budget > 0 and math.isfinite(self.time_budget)):
             raise ConfigError(f"--time-budget must be positive minutes, got {self.time_budget}", "use e.g. 10")
+        _check_exports(self.export)
 
     # -- derived values ----------------------------------------------------------------------------
     @property
@@ -110,9 +119,15 @@ class SearchConfig:
 
         return parse_module_sets(self.modules)
 
+    def check_against(self, anatomy: Any) -> None:
+        """What needs the model's anatomy (no weights): every module set must match something in it."""
+        from loratune.search.space import check_module_sets
+
+        check_module_sets(anatomy, self.module_sets, top_half=self.try_layers and self.strategy == "staged")
+
     @property
     def exports(self) -> list[str]:
-        return [e.strip() for e in self.export.split(",") if e.strip() and e.strip() != "none"]
+        return _export_names(self.export)
 
     @property
     def eval_every(self) -> int | None:
@@ -156,6 +171,25 @@ class SearchConfig:
             return cls(**data)
         except ConfigError as e:
             raise ConfigError(f"{source}: {e.message}", e.hint) from None
+
+
+def _export_names(text: str) -> list[str]:
+    return [e.strip() for e in text.split(",") if e.strip() and e.strip() != "none"]
+
+
+def _check_exports(text: str) -> None:
+    """Every --export name is a known format: checked here, not after the whole search has trained."""
+    try:
+        from loratune.export import FORMATS
+    except ImportError:  # the export stage is optional for a search (final.write_outputs skips it too)
+        return
+    for name in _export_names(text):
+        if name not in FORMATS:
+            close = difflib.get_close_matches(name, FORMATS, n=1, cutoff=0.5)
+            did = f"did you mean {close[0]}? " if close else ""
+            raise ConfigError(
+                f"unknown export format {name!r}", f"{did}use a comma list of {', '.join(FORMATS)}, or none"
+            )
 
 
 _REWRITE = "start a new search with another --out (a resume needs the search.json that search wrote)"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from loratune.search.space import RunConfig, Variant
@@ -37,6 +38,29 @@ class SearchStarted:
     baseline: Variant
     base_lr: float
     finished_before: int = 0
+
+
+@dataclass(frozen=True)
+class StudyOpened:
+    """The study exists from here on: a run that finishes is kept, whatever stops the search later.
+    ``custom_storage``: it lives at the caller's ``storage`` URL, not in ``out/study.db``."""
+
+    kind: ClassVar[str] = "study_opened"
+    model: str
+    out: Path
+    custom_storage: bool = False
+
+    def resume_note(self) -> str:
+        """What survives an interrupt, and the command that continues the search."""
+        if self.custom_storage:
+            return (
+                f"finished runs are kept in the --storage study; continue with "
+                f"`loratune search {self.model} --out {self.out} --storage <the same URL> --resume`"
+            )
+        return (
+            f"finished runs are kept in {self.out / 'study.db'}; continue with "
+            f"`loratune search {self.model} --out {self.out} --resume`"
+        )
 
 
 @dataclass(frozen=True)
@@ -128,6 +152,7 @@ class FinalTraining:
 SearchEvent = (
     ModelLoading
     | SearchStarted
+    | StudyOpened
     | BudgetSized
     | TrialsRecovered
     | StageStarted

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from loratune.errors import ConfigError
+from loratune.outputs import check_output_dir
 from loratune.search.config import (
     RANKS,
     SearchConfig,
@@ -30,14 +31,17 @@ from loratune.search.events import (
     RunStarted,
     SearchEvent,
     SearchStarted,
+    StudyOpened,
     TrialsRecovered,
     ignore,
 )
 from loratune.search.knee import Choice, VariantScore, choose, score_variants
+from loratune.search.outdir import removed_on_failure
 from loratune.search.saved import SEARCH_JSON, SavedSearch, read_search_json, write_search_json
 from loratune.search.space import RunConfig, Variant
 from loratune.search.staged import SearchOutcome, StagedOptions, planned_variants
-from loratune.search.study import Objective, SearchStudy, default_storage, run_counts
+from loratune.search.storage import default_storage, open_early
+from loratune.search.study import Objective, SearchStudy, run_counts
 from loratune.trial.types import TrainSettings, TrialResult
 
 __all__ = [
@@ -153,8 +157,10 @@ def load_inputs(config: SearchConfig, *, log: Log = ignore) -> SearchInputs:
             "use --metric loss, or classification data (text + label columns)",
         )
     anatomy = load_anatomy(source)
+    config.check_against(anatomy)  # a --modules set that matches nothing is refused before the weights load
     log(ModelLoading(source.label))
-    runner = TrialRunner(source, threads=config.threads)
+    # auto: bf16 where this CPU runs it natively, else fp32 (emulated bf16 is slower than fp32)
+    runner = TrialRunner(source, compute_dtype="auto", threads=config.threads)
     data = load_search_data(
         config.data,
         runner.tokenizer,
@@ -203,7 +209,14 @@ def run_search(
     started = time.perf_counter()
     out = Path(out)
     with _optuna_verbosity(quiet_optuna):
-        inputs = inputs or load_inputs(config, log=log)
+        # Before any work: a folder that cannot be written, or a --storage that cannot be opened, is
+        # refused now (one connection attempt, with a timeout), not after the model has loaded.
+        check_output_dir(out)
+        opened = open_early(storage)
+        if inputs is None:
+            inputs = load_inputs(config, log=log)
+        else:
+            config.check_against(inputs.anatomy)
         sized: dict[str, Any] | None = None
         if config.time_budget is not None:
             from loratune.search.timebudget import fit_to_budget
@@ -220,7 +233,7 @@ def run_search(
             n_reference=len(ref),
             settings=settings,
         )
-        study = _open_study(config, out, storage, fp)
+        study = _open_study(config, out, opened, fp)
         if sized is None and (out / SEARCH_JSON).is_file():  # a resume keeps what the budget chose
             sized = read_search_json(out / SEARCH_JSON).sized_by_budget
         saved = SavedSearch(replace(config, time_budget=None), fp, storage is not None, sized)
@@ -241,6 +254,7 @@ def run_search(
                 finished_before=len(study.finished()),
             )
         )
+        log(StudyOpened(config.model, out, storage is not None))
         if objective is None:
             if inputs.runner is None:
                 raise ConfigError("a search without a model runner needs an objective", "pass objective=...")
@@ -284,14 +298,18 @@ def run_search(
         )
 
 
-def _open_study(config: SearchConfig, out: Path, storage: str | None, fp: str) -> SearchStudy:
-    out.mkdir(parents=True, exist_ok=True)
-    sampler = pruner = None
-    if config.strategy == "optuna":
-        from loratune.search.optuna_strategy import make_sampler_and_pruner
+def _open_study(config: SearchConfig, out: Path, storage: Any, fp: str) -> SearchStudy:
+    """The study in ``out/study.db``, or in ``storage`` (already opened); a folder this call made is
+    removed again when the study cannot be opened (another model's study, a broken file)."""
+    with removed_on_failure(out):
+        out.mkdir(parents=True, exist_ok=True)
+        sampler = pruner = None
+        if config.strategy == "optuna":
+            from loratune.search.optuna_strategy import make_sampler_and_pruner
 
-        sampler, pruner = make_sampler_and_pruner(optuna_options(config), min_resource=max(1, config.steps // 2))
-    return SearchStudy(storage or default_storage(out), fingerprint=fp, sampler=sampler, pruner=pruner)
+            sampler, pruner = make_sampler_and_pruner(optuna_options(config), min_resource=max(1, config.steps // 2))
+        url = storage if storage is not None else default_storage(out)
+        return SearchStudy(url, fingerprint=fp, sampler=sampler, pruner=pruner)
 
 
 def _run_strategy(

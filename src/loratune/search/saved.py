@@ -121,4 +121,10 @@ def saved_for_resume(out: Path, *, storage: str | None) -> SavedSearch:
         )
     if storage is None and not (out / STUDY_DB).is_file():
         raise ConfigError(f"nothing to resume in {out} (no {STUDY_DB})", "drop --resume to start a new search")
+    if storage is None:
+        from loratune.search.study import read_study_records
+
+        # Read-only: an empty or foreign study.db is refused now, not turned into a new study after the
+        # model has loaded.
+        read_study_records(out / STUDY_DB)
     return saved

@@ -10,7 +10,7 @@ from typing import Any
 
 from loratune.anatomy.targets import TargetSpec, parse_targets
 from loratune.budget import METHODS, AdapterSpec
-from loratune.errors import ConfigError
+from loratune.errors import ConfigError, LoratuneError
 from loratune.units import parse_int_list
 
 # Named module sets a search moves between. "recommended" is whatever the advice stage chose; it is
@@ -130,3 +130,39 @@ def parse_module_sets(text: str) -> tuple[str, ...]:
     if not sets:
         raise ConfigError("no module sets given", f"use e.g. {','.join(MODULE_SETS[:2])} or q_proj+v_proj")
     return sets
+
+
+def check_module_sets(anatomy: Any, module_sets: tuple[str, ...], *, top_half: bool = False) -> None:
+    """Refuse a ``--modules`` set that matches nothing in ``anatomy`` (or that PEFT would refuse), before
+    any run: each set is resolved exactly as its runs will be (``anatomy.targets``); cheap, needs no weights.
+    ``top_half``: also check each set on the top half of the layers (``--try-layers``)."""
+    from loratune.anatomy.targets import resolve
+
+    for modules in module_sets:
+        layers = (None, "top-half") if top_half else (None,)
+        for layer in layers:
+            try:
+                resolve(
+                    anatomy,
+                    Variant(r=8, alpha=16.0, modules=modules, layers=layer).adapter_spec(anatomy.num_layers).targets,
+                )
+            except LoratuneError as e:
+                shown = modules.replace(",", "+")
+                where = " on the top half of the layers (--try-layers)" if layer else ""
+                raise ConfigError(f"--modules {shown!r}{where}: {e.message}", _modules_hint(shown, e)) from None
+
+
+def _modules_hint(shown: str, e: LoratuneError) -> str:
+    """Did-you-mean for a module set: a named set first (``attnetion`` → attention), then module names."""
+    import difflib
+
+    hint = e.hint or ""
+    if "matches no" not in e.message:  # a bad regex, a fused q/v, layers with a regex: the stage's own fix
+        return hint
+    close = difflib.get_close_matches(shown.lower(), MODULE_SETS, n=1, cutoff=0.6)
+    sets = f"module sets: {', '.join(MODULE_SETS)}, or names joined with +"
+    if close:
+        return f"did you mean {close[0]}? ({sets})"
+    if "did you mean" in hint:
+        return hint
+    return f"{sets}; {hint}" if hint else sets

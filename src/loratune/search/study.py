@@ -25,14 +25,14 @@ from typing import TYPE_CHECKING, Any
 
 from loratune.errors import ConfigError
 from loratune.search.space import RunConfig, Variant
+from loratune.search.storage import HEARTBEAT_S, engine_kwargs, make_storage, shown_url
+from loratune.search.storage import default_storage as default_storage  # where callers have always found it
 from loratune.trial.types import TrialResult
 
 if TYPE_CHECKING:
     import optuna
 
 STUDY_NAME = "loratune"
-HEARTBEAT_S = 10
-GRACE_S = 60
 
 # A run: (config, on_eval) → result. on_eval(step, val_loss) returns True to stop (prune) the run.
 Objective = Callable[[RunConfig, Callable[[int, float], bool] | None], TrialResult]
@@ -88,32 +88,12 @@ def run_counts(records: list[TrialRecord]) -> tuple[int, int]:
     return trained, len(records) - trained
 
 
-def default_storage(out_dir: Path) -> str:
-    return f"sqlite:///{(out_dir / 'study.db').resolve()}"
-
-
-def make_storage(url: str) -> optuna.storages.BaseStorage:
-    import optuna
-
-    if url.startswith("sqlite:///"):  # SQLite creates the file, not its folder
-        Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # heartbeat_interval is flagged experimental
-        try:
-            return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
-        except Exception as e:  # bad URL, missing driver, unreachable server
-            raise ConfigError(
-                f"cannot open the study storage {url!r}: {type(e).__name__}: {str(e)[:160]}",
-                "pass an Optuna RDB URL such as sqlite:///runs/x/study.db or postgresql://user@host/db",
-            ) from None
-
-
 class SearchStudy:
     """One persisted study plus the config-hash cache. ``cache_from`` lends other studies' results."""
 
     def __init__(
         self,
-        storage: str,
+        storage: str | optuna.storages.BaseStorage,
         *,
         fingerprint: str,
         name: str = STUDY_NAME,
@@ -126,9 +106,10 @@ class SearchStudy:
         import optuna
 
         self.fingerprint = fingerprint
-        self._storage = make_storage(storage)
+        self._storage = make_storage(storage) if isinstance(storage, str) else storage
         if not create and name not in _study_names(self._storage):
-            raise ConfigError(f"no study named {name!r} in {storage}", "check the path or --storage URL")
+            where = shown_url(storage) if isinstance(storage, str) else "the storage"
+            raise ConfigError(f"no study named {name!r} in {where}", "check the path or --storage URL")
         self.study = optuna.create_study(
             storage=self._storage,
             study_name=name,
@@ -299,11 +280,11 @@ def read_records_at(url: str, *, name: str = STUDY_NAME, what: str | None = None
     import optuna
     from sqlalchemy.exc import SQLAlchemyError
 
-    what = what or url
+    what = what or shown_url(url)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            storage = optuna.storages.RDBStorage(url, skip_table_creation=True)
+            storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs(url), skip_table_creation=True)
             if name not in _study_names(storage):
                 raise ConfigError(f"{what} is not a loratune study (no study named {name!r})", _READ_HINT)
             study = optuna.load_study(study_name=name, storage=storage)

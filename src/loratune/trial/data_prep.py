@@ -68,6 +68,13 @@ def prepare(
     train = tokenize_examples(train_raw, tokenizer, max_length=max_length)
     val = tokenize_examples(val_raw, tokenizer, max_length=max_length)
     if not train.examples:
+        if train.stats.dropped:
+            need = train.stats.dropped_min_length
+            raise DataError(
+                f"{raw.path}: --max-length {max_length} cuts away the answer of every training example "
+                f"({train.stats.dropped} of {len(train_raw)}); the shortest needs {need} tokens",
+                f"raise --max-length to at least {need} (e.g. 512)",
+            )
         raise DataError(f"{raw.path} gave no training examples", "check the file and --format")
     return PreparedData(list(train.examples), list(val.examples), train.stats, raw.path, val.stats, train_raw, val_raw)
 

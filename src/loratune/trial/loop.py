@@ -129,10 +129,19 @@ def run_trial(
                 )
                 # ---- evaluate the adapted model
                 if result.status != "diverged":
+                    check_finite_weights(peft_model, result)
+                if result.status != "diverged":
                     result.val_loss_after = timed_eval(peft_model, val_ex)
-                    result.ref_ppl_after = safe_exp(timed_eval(peft_model, ref_ex))
+                    ref_loss_after = timed_eval(peft_model, ref_ex)
+                    result.ref_ppl_after = safe_exp(ref_loss_after)
                     if result.val_loss_after is not None:
                         result.val_curve.append((result.steps, result.val_loss_after))
+                    # A last step can blow the weights up with a finite training loss: the losses after
+                    # training tell (a NaN adapter must not be saved as a good one).
+                    for what, value in (("validation", result.val_loss_after), ("reference", ref_loss_after)):
+                        if value is not None and not math.isfinite(value) and result.status != "diverged":
+                            result.status = "diverged"
+                            result.message = f"the {what} loss after training is {value}"
             result.val_ppl_before = safe_exp(result.val_loss_before)
             result.val_ppl_after = safe_exp(result.val_loss_after)
             result.extra["eval_seconds"] = round(clock["eval"], 3)
@@ -257,6 +266,15 @@ def train_loop(
     if tuner is not None:
         result.extra["threads"] = torch.get_num_threads()
         result.extra["thread_changes"] = [list(t) for t in tuner.trace]
+
+
+def check_finite_weights(peft_model: Any, result: TrialResult) -> None:
+    """Mark the trial diverged when a trainable weight is NaN or infinite (one reduction per tensor)."""
+    for name, p in peft_model.named_parameters():
+        if p.requires_grad and not bool(torch.isfinite(p).all()):
+            result.status = "diverged"
+            result.message = f"adapter weight {name} is not finite after step {result.steps}"
+            return
 
 
 def make_optimizer(params: list[torch.nn.Parameter], settings: TrainSettings) -> torch.optim.Optimizer:

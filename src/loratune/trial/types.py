@@ -36,34 +36,27 @@ class TrainSettings:
     eval_batches: int | None = None
 
     def __post_init__(self) -> None:
-        if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
-            raise ConfigError(f"learning_rate must be a positive number, got {self.learning_rate}", "use e.g. 2e-4")
-        for name in ("batch_size", "grad_accum", "max_length"):
+        # Every value checked here, once, whoever builds the settings (CLI flags, a --config file, the
+        # search): a wrong type, NaN/inf or a value with no meaning is one ConfigError naming the field
+        # and its flag, before any model is loaded.
+        for name, (kind, low, high, bounds, example) in _RULES.items():
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}", f"use e.g. {name}=8")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ConfigError(f"max_steps must be >= 1, got {self.max_steps}", "leave it unset to train by epochs")
-        if self.max_steps is None and not self.epochs > 0:
-            raise ConfigError(f"epochs must be positive, got {self.epochs}", "use e.g. epochs=1 or set max_steps")
-        if not 0 <= self.warmup_ratio < 1:
-            raise ConfigError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}", "use e.g. 0.05")
+            if value is None and name in _OPTIONAL:
+                continue
+            problem = _check_number(value, kind, low, high, bounds)
+            if problem:
+                raise ConfigError(f"{_label(name)} {problem}, got {value!r}", f"use e.g. {_example(name, example)}")
+        if not isinstance(self.grad_checkpointing, bool):
+            raise ConfigError(
+                f"{_label('grad_checkpointing')} must be true or false, got {self.grad_checkpointing!r}",
+                "use true or false",
+            )
         if self.scheduler not in SCHEDULERS:
             raise ConfigError(f"unknown scheduler {self.scheduler!r}", f"use one of {', '.join(SCHEDULERS)}")
-        if self.weight_decay < 0:
-            raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay}", "use e.g. 0.0 or 0.01")
-        if self.max_grad_norm < 0:
-            raise ConfigError(f"max_grad_norm must be >= 0, got {self.max_grad_norm}", "use 0 to turn clipping off")
         if self.compute_dtype not in COMPUTE_DTYPES:
             raise ConfigError(
                 f"unknown compute_dtype {self.compute_dtype!r}", f"use one of {', '.join(COMPUTE_DTYPES)}"
             )
-        if self.eval_every is not None and self.eval_every < 1:
-            raise ConfigError(
-                f"eval_every must be >= 1, got {self.eval_every}", "leave it unset to evaluate at the end"
-            )
-        if self.eval_batches is not None and self.eval_batches < 1:
-            raise ConfigError(f"eval_batches must be >= 1, got {self.eval_batches}", "leave it unset to use all")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -152,3 +145,68 @@ def _finite(v: float | None) -> float | None:
     if v is None or not math.isfinite(v):
         return None
     return float(v)
+
+
+# The flag that sets each field on `loratune train` (named in messages next to the field).
+FLAGS = {
+    "learning_rate": "--lr",
+    "batch_size": "--batch-size",
+    "grad_accum": "--grad-accum",
+    "max_steps": "--max-steps",
+    "epochs": "--epochs",
+    "warmup_ratio": "--warmup-ratio",
+    "weight_decay": "--weight-decay",
+    "max_length": "--max-length",
+    "seed": "--seed",
+    "eval_every": "--eval-every",
+    "eval_batches": "--eval-batches",
+    "grad_checkpointing": "--grad-checkpointing",
+}
+MAX_SEED = 2**32 - 1  # numpy's and most seeders' range; torch's is wider
+# field: (int or float, low, high, bounds, example value); bounds "(]" excludes low, "[)" excludes high.
+_RULES: dict[str, tuple[type, float, float, str, str]] = {
+    "learning_rate": (float, 0.0, math.inf, "(]", "2e-4"),
+    "batch_size": (int, 1, math.inf, "[]", "8"),
+    "grad_accum": (int, 1, math.inf, "[]", "1"),
+    "max_steps": (int, 1, math.inf, "[]", "100"),
+    "epochs": (float, 0.0, math.inf, "(]", "1"),
+    "warmup_ratio": (float, 0.0, 1.0, "[)", "0.05"),
+    "weight_decay": (float, 0.0, math.inf, "[]", "0.01"),
+    "max_grad_norm": (float, 0.0, math.inf, "[]", "1.0 (0 turns clipping off)"),
+    "max_length": (int, 2, math.inf, "[]", "512"),
+    "seed": (int, 0, MAX_SEED, "[]", "0"),
+    "eval_every": (int, 1, math.inf, "[]", "50 (or leave it unset)"),
+    "eval_batches": (int, 1, math.inf, "[]", "4 (or leave it unset)"),
+}
+_OPTIONAL = {"max_steps", "eval_every", "eval_batches"}
+
+
+def _label(name: str) -> str:
+    flag = FLAGS.get(name)
+    return f"{flag} ({name})" if flag else name
+
+
+def _example(name: str, example: str) -> str:
+    flag = FLAGS.get(name)
+    return f"{flag} {example}" if flag else f"{name}={example}"
+
+
+def _check_number(value: Any, kind: type, low: float, high: float, bounds: str) -> str | None:
+    """Why ``value`` is not a valid number of this kind in this interval (None when it is)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "must be a number" if kind is float else "must be an integer"
+    if kind is int and not isinstance(value, int):
+        return "must be an integer"
+    if not math.isfinite(value):
+        return "must be a finite number"
+    low_open, high_open = bounds[0] == "(", bounds[1] == ")"
+    if (value <= low) if low_open else (value < low):
+        if high == math.inf:
+            return f"must be greater than {_num(low)}" if low_open else f"must be at least {_num(low)}"
+    elif not ((value >= high) if high_open else (value > high)):
+        return None
+    return f"must be in {bounds[0]}{_num(low)}, {_num(high)}{bounds[1]}"
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
