@@ -61,6 +61,12 @@ def search(
     ] = False,
     cost: Annotated[str, typer.Option("--cost", help="What the knee minimises: params, memory or time.")] = "params",
     tolerance: Annotated[float, typer.Option("--tolerance", help="Knee: within this fraction of the best ppl.")] = 0.01,
+    task_type: Annotated[
+        str, typer.Option("--task-type", help="auto (from the data), causal-lm or seq-cls (a classifier).")
+    ] = "auto",
+    metric: Annotated[
+        str, typer.Option("--metric", help="What the knee ranks by: loss, or accuracy / f1 for a classifier.")
+    ] = "loss",
     max_forgetting: Annotated[
         float | None,
         typer.Option("--max-forgetting", help="Rule out variants whose reference ppl rises more (0.05 = 5 %)."),
@@ -86,12 +92,6 @@ def search(
         ),
     ] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a step bar per run.")] = True,
-    task_type: Annotated[
-        str, typer.Option("--task-type", help="auto (from the data), causal-lm or seq-cls (a classifier).")
-    ] = "auto",
-    metric: Annotated[
-        str, typer.Option("--metric", help="What the knee ranks by: loss, or accuracy / f1 for a classifier.")
-    ] = "loss",
 ) -> None:
     """Search LoRA hyperparameters with real training runs and pick the cheapest config near the best."""
     from loratune.search.config import SearchConfig
@@ -127,6 +127,8 @@ def search(
             cost=cost,
             tolerance=tolerance,
             max_forgetting=max_forgetting,
+            task_type=task_type,
+            metric=metric,
             reference=reference,
             export=export,
             task=task,
@@ -135,8 +137,6 @@ def search(
             final_steps=final_steps,
             threads=threads,
             time_budget=time_budget,
-            task_type=task_type,
-            metric=metric,
         )
         if (out / SEARCH_JSON).is_file():
             raise ConfigError(f"{out} already holds a search", "pass --resume to continue it, or choose another --out")
