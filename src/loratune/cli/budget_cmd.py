@@ -31,7 +31,7 @@ from loratune.budget.params import check_rank_fits
 from loratune.budget.spec import DEFAULT_R, default_alpha
 from loratune.cli.common import JsonOpt, ModelArg, console, print_json, warn_lines, warning_fields
 from loratune.errors import ConfigError
-from loratune.models import resolve_source
+from loratune.models import load_anatomy, resolve_source
 from loratune.models.seq_cls import load_task_anatomy
 from loratune.units import fmt_bytes, fmt_count, parse_int_list, parse_size
 
@@ -157,7 +157,7 @@ def budget(
     """Count exactly what a LoRA config trains — equal to PEFT's count, without loading weights."""
     file = read_adapter_file(config) if config is not None else None  # before the model: a bad file is cheap
     vram_bytes = parse_size(vram, "--vram") if vram is not None else None
-    anatomy = load_task_anatomy(resolve_source(model), task_type, num_labels)
+    anatomy = load_task_anatomy(resolve_source(model), task_type, num_labels, load=load_anatomy)
     ft: TargetSpec | None = file.values.get("targets") if file else None
     layer_list = tuple(parse_int_list(layers, what="layer range", upper=anatomy.num_layers)) if layers else None
     target_spec = TargetSpec(

@@ -29,7 +29,7 @@ from loratune.cli.common import (
 )
 from loratune.errors import ConfigError
 from loratune.export import FORMATS, SUFFIXES, export_config
-from loratune.models import resolve_source
+from loratune.models import load_anatomy, resolve_source
 from loratune.models.seq_cls import advice_anatomy
 from loratune.paths import write_atomic
 from loratune.units import fmt_bytes, fmt_count, parse_int_list, parse_size
@@ -111,7 +111,7 @@ def recommend_cmd(
     # the folder of several.
     targets = _out_files(formats, out)
     vram_bytes = parse_size(vram, "--vram") if vram is not None else None
-    anatomy = advice_anatomy(resolve_source(model), task_type, task, num_labels)
+    anatomy = advice_anatomy(resolve_source(model), task_type, task, num_labels, load=load_anatomy)
     tokens, note = None, ""
     if data is not None:
         counted = count_data(data)

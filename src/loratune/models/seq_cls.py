@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from loratune.errors import ModelSourceError
@@ -38,19 +39,24 @@ def seq_cls_anatomy(source: Any, num_labels: int) -> Any:
     return anatomy_from_config(seq_cls_config(read_config(source), num_labels), source=source.label)
 
 
-def load_task_anatomy(source: Any, task_type: str = "causal-lm", num_labels: int = 2) -> Any:
-    """The anatomy ``budget``/``recommend`` price: the model as it is, or (``seq-cls``) as a classifier."""
+def load_task_anatomy(
+    source: Any, task_type: str = "causal-lm", num_labels: int = 2, *, load: Callable[[Any], Any] | None = None
+) -> Any:
+    """The anatomy ``budget``/``recommend`` price: the model as it is (``load``, default
+    ``skeleton.load_anatomy``), or (``seq-cls``) as a classifier."""
     from loratune.errors import ConfigError
     from loratune.models.skeleton import load_anatomy
 
     if task_type == "causal-lm":
-        return load_anatomy(source)
+        return (load or load_anatomy)(source)
     if task_type != "seq-cls":
         raise ConfigError(f"unknown task type {task_type!r}", "use causal-lm or seq-cls")
     return seq_cls_anatomy(source, num_labels)
 
 
-def advice_anatomy(source: Any, task_type: str, task: str | None, num_labels: int = 2) -> Any:
+def advice_anatomy(
+    source: Any, task_type: str, task: str | None, num_labels: int = 2, *, load: Callable[[Any], Any] | None = None
+) -> Any:
     """``recommend``'s anatomy: ``auto`` prices an encoder (BERT family) given ``--task classification``
     as the classifier it will train as (head counted, no LM logits); everything else as it is."""
     if task_type == "auto":
@@ -60,4 +66,4 @@ def advice_anatomy(source: Any, task_type: str, task: str | None, num_labels: in
 
         is_cls = task is not None and map_task(task).task.name == "classification"
         task_type = "seq-cls" if is_cls and read_config(source).get("model_type") in ENCODER_TYPES else "causal-lm"
-    return load_task_anatomy(source, task_type, num_labels)
+    return load_task_anatomy(source, task_type, num_labels, load=load)
