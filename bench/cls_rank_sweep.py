@@ -32,14 +32,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from loratune.anatomy.targets import TargetSpec, parse_targets
     from loratune.budget import AdapterSpec
     from loratune.data.classification import read_cls
-    from loratune.trial import TrainSettings, TrialRunner
+    from loratune.trial import TrainSettings
+    from loratune.trial.cls_runner import ClassifierRunner
     from loratune.trial.runner import quiet_libraries
     from loratune.trial.seq_cls import labels_of, prepare_cls
 
     quiet_libraries()
     raw = read_cls("demo-cls")
     labels = labels_of(raw)
-    runner = TrialRunner(args.model, task_type="seq-cls", labels=labels, threads=args.threads)
+    runner = ClassifierRunner(args.model, labels=labels, threads=args.threads)
     data = prepare_cls(raw, runner.tokenizer, max_length=64)
     rows = []
     t0 = time.perf_counter()

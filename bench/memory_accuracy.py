@@ -90,7 +90,9 @@ def build(row: Row) -> tuple[Any, Any]:
     from loratune.models.weights import load_model
 
     if row.model == MINI:
-        model, _ = load_model(resolve_source(MINI), dtype=row.dtype, task_type="seq-cls", labels=("a", "b"))
+        from loratune.models.classifier import load_classifier
+
+        model, _ = load_classifier(resolve_source(MINI), ("a", "b"), dtype=row.dtype)
         anatomy = anatomy_from_model(model, source=MINI)
     elif row.model == SMOL:
         source = resolve_source(SMOL)

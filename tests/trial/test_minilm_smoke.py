@@ -7,7 +7,8 @@ import torch
 from loratune.anatomy.targets import TargetSpec, parse_targets
 from loratune.budget import AdapterSpec, count_params
 from loratune.data.classification import read_cls
-from loratune.trial import TrainSettings, TrialRunner
+from loratune.trial import TrainSettings
+from loratune.trial.cls_runner import ClassifierRunner
 from loratune.trial.seq_cls import labels_of, prepare_cls
 
 pytestmark = pytest.mark.slow
@@ -17,7 +18,7 @@ def test_minilm_classifier_trains_a_few_steps(tmp_path):
     raw = read_cls("demo-cls")
     labels = labels_of(raw)
     assert labels == ("class", "function")
-    runner = TrialRunner("all-minilm-l6-v2", task_type="seq-cls", labels=labels)
+    runner = ClassifierRunner("all-minilm-l6-v2", labels=labels)
     assert runner.anatomy.architecture == "BertForSequenceClassification"
     data = prepare_cls(raw, runner.tokenizer, max_length=64)
     assert data.train_counts["class"] + data.train_counts["function"] == len(data.train) == 540

@@ -10,7 +10,8 @@ import torch
 
 from loratune.anatomy.targets import TargetSpec, parse_targets
 from loratune.budget import AdapterSpec, count_params
-from loratune.trial import TrainSettings, TrialRunner
+from loratune.trial import TrainSettings
+from loratune.trial.cls_runner import ClassifierRunner
 from loratune.trial.metrics import accuracy, macro_f1
 from loratune.trial.seq_cls import ClsRow, batches, collate, evaluate_cls
 
@@ -80,7 +81,7 @@ def rows(n: int, seed: int) -> list[ClsRow]:
 )
 def test_trial_learns_and_reports_metrics(build, targets) -> None:
     model = build()
-    runner = TrialRunner((model, Tok()), compute_dtype="fp32", task_type="seq-cls", labels=("no", "yes"), threads=1)
+    runner = ClassifierRunner((model, Tok()), compute_dtype="fp32", labels=("no", "yes"), threads=1)
     probe = {k: v.clone() for k, v in runner.model.state_dict().items()}
     spec = AdapterSpec(TargetSpec(parse_targets(targets)), r=4, alpha=8, dropout=0.0)
     settings = TrainSettings(learning_rate=1e-2, batch_size=16, max_steps=120, warmup_ratio=0.0, compute_dtype="fp32")
@@ -104,7 +105,7 @@ def test_trial_learns_and_reports_metrics(build, targets) -> None:
 def test_saved_adapter_reproduces_val_metrics(tmp_path) -> None:
     from peft import PeftModel
 
-    runner = TrialRunner((tiny_bert_cls(), Tok()), compute_dtype="fp32", task_type="seq-cls", labels=("a", "b"))
+    runner = ClassifierRunner((tiny_bert_cls(), Tok()), compute_dtype="fp32", labels=("a", "b"))
     spec = AdapterSpec(TargetSpec(parse_targets("query,value")), r=2, alpha=4)
     settings = TrainSettings(learning_rate=5e-3, batch_size=16, max_steps=10, compute_dtype="fp32")
     val = rows(40, 3)
@@ -123,7 +124,7 @@ def test_saved_adapter_reproduces_val_metrics(tmp_path) -> None:
 
 
 def test_bf16_trial_trains_and_leaves_the_base_head_bf16() -> None:
-    runner = TrialRunner((tiny_bert_cls(), Tok()), compute_dtype="bf16", task_type="seq-cls", labels=("a", "b"))
+    runner = ClassifierRunner((tiny_bert_cls(), Tok()), compute_dtype="bf16", labels=("a", "b"))
     spec = AdapterSpec(TargetSpec(parse_targets("query,value")), r=2, alpha=4)
     res = runner.run(spec, TrainSettings(learning_rate=1e-3, batch_size=8, max_steps=3), rows(32, 5), rows(8, 6))
     assert res.status == "ok" and res.val_accuracy_after is not None

@@ -33,15 +33,14 @@ def train_seq_cls(
 ) -> TrialResult:
     """Load ``AutoModelForSequenceClassification`` for the data's labels, train, print before/after."""
     from loratune.models import resolve_source
-    from loratune.trial.runner import TrialRunner, quiet_libraries
+    from loratune.trial.cls_runner import ClassifierRunner
+    from loratune.trial.runner import quiet_libraries
     from loratune.trial.seq_cls import labels_of, prepare_cls
 
     labels = labels_of(raw, val_fraction=val_fraction, seed=settings.seed)  # before loading: bad labels fail fast
     source = resolve_source(model)
     quiet_libraries()
-    runner = TrialRunner(
-        source, compute_dtype=settings.compute_dtype, allow_pickle=allow_pickle, task_type="seq-cls", labels=labels
-    )
+    runner = ClassifierRunner(source, labels=labels, compute_dtype=settings.compute_dtype, allow_pickle=allow_pickle)
     adapter = make_adapter(runner.anatomy.num_layers)
     data = prepare_cls(
         raw, runner.tokenizer, max_length=settings.max_length, val_fraction=val_fraction, seed=settings.seed
@@ -119,7 +118,8 @@ def eval_seq_cls(
     """Loss, accuracy and macro-F1 of the classifier (with the adapter's trained head when given)."""
     from loratune.models import resolve_source
     from loratune.trial.adapter_io import read_metrics
-    from loratune.trial.runner import TrialRunner, quiet_libraries
+    from loratune.trial.cls_runner import ClassifierRunner
+    from loratune.trial.runner import quiet_libraries
     from loratune.trial.seq_cls import evaluate_cls, labels_of, prepare_cls, set_pad_token
 
     labels = labels_of(raw, val_fraction=val_fraction if split == "val" else 0.0, seed=seed)
@@ -134,9 +134,7 @@ def eval_seq_cls(
         labels = tuple(str(x) for x in trained)
     source = resolve_source(model)
     quiet_libraries()
-    runner = TrialRunner(
-        source, compute_dtype=compute_dtype, allow_pickle=allow_pickle, task_type="seq-cls", labels=labels
-    )
+    runner = ClassifierRunner(source, labels=labels, compute_dtype=compute_dtype, allow_pickle=allow_pickle)
     data = prepare_cls(
         raw,
         runner.tokenizer,

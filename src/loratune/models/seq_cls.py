@@ -2,7 +2,7 @@
 
 ``budget --task-type seq-cls`` and the parity tests build that skeleton on the meta device, so the head
 (``classifier`` / ``score``) is in the anatomy and counted exactly; trials load the same class with weights
-(``weights.load_model(task_type="seq-cls")``).
+(``models.classifier.load_classifier``).
 """
 
 from __future__ import annotations

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -130,51 +129,23 @@ def dense_copy_of_gguf(gguf: Path, name: str) -> Path:
 
 
 def load_model(
-    source: ModelSource,
-    *,
-    dtype: str = "fp32",
-    device: str = "cpu",
-    allow_pickle: bool = False,
-    task_type: str = "causal-lm",
-    labels: Sequence[str] = (),
+    source: ModelSource, *, dtype: str = "fp32", device: str = "cpu", allow_pickle: bool = False
 ) -> tuple[Any, Any]:
-    """``(model, tokenizer)`` with dense weights in ``dtype`` on ``device``, in eval mode.
-
-    ``task_type="seq-cls"``: ``AutoModelForSequenceClassification`` with one output per label; its new
-    head is initialised under a fixed seed, so every process starts a trial from the same head."""
+    """``(model, tokenizer)`` with dense weights in ``dtype`` on ``device``, in eval mode."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if dtype not in _DTYPES:
         raise ModelSourceError(f"unknown dtype {dtype!r}", f"use one of {', '.join(_DTYPES)}")
     path = weights_dir(source, allow_pickle=allow_pickle)
     torch_dtype = getattr(torch, _DTYPES[dtype])
     try:
-        if task_type == "seq-cls":
-            from transformers.utils import logging as hf_logging
-
-            torch.manual_seed(0)
-            level = hf_logging.get_verbosity()
-            hf_logging.set_verbosity_error()  # its load report lists the new head as "MISSING": expected here
-            try:
-                model: Any = AutoModelForSequenceClassification.from_pretrained(
-                    str(path),  # type: ignore[arg-type]
-                    dtype=torch_dtype,
-                    local_files_only=True,
-                    use_safetensors=not allow_pickle or None,
-                    num_labels=len(labels),
-                    id2label=dict(enumerate(labels)),
-                    label2id={label: i for i, label in enumerate(labels)},
-                )
-            finally:
-                hf_logging.set_verbosity(level)
-        else:
-            model = AutoModelForCausalLM.from_pretrained(
-                str(path),  # type: ignore[arg-type]  # the stubs name a model class; a path is what it takes
-                dtype=torch_dtype,
-                local_files_only=True,
-                use_safetensors=not allow_pickle or None,
-            )
+        model: Any = AutoModelForCausalLM.from_pretrained(
+            str(path),  # type: ignore[arg-type]  # the stubs name a model class; a path is what it takes
+            dtype=torch_dtype,
+            local_files_only=True,
+            use_safetensors=not allow_pickle or None,
+        )
         tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
     except (OSError, ValueError) as e:
         raise ModelSourceError(f"cannot load {path}: {str(e)[:200]}", "check the model directory") from None

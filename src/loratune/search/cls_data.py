@@ -15,13 +15,13 @@ def load_cls_inputs(config: Any, source: Any, *, log: Log = ignore) -> Any:
     from loratune.search.baseline import recommended_baseline
     from loratune.search.config import content_digest
     from loratune.search.run import SearchInputs
-    from loratune.trial import TrialRunner
+    from loratune.trial.cls_runner import ClassifierRunner
     from loratune.trial.seq_cls import labels_of, prepare_cls
 
     raw = read_cls(config.data, val_data=config.val_data)
     labels = labels_of(raw, val_fraction=0.1, seed=config.seed)
     log(ModelLoading(source.label))
-    runner = TrialRunner(source, threads=config.threads, task_type="seq-cls", labels=labels)
+    runner = ClassifierRunner(source, labels=labels, threads=config.threads)
     data = prepare_cls(raw, runner.tokenizer, max_length=config.max_length, val_fraction=0.1, seed=config.seed)
     if not data.train or not data.val:
         raise DataError(f"{data.path} is too small to split into train and validation", "give at least 10 examples")

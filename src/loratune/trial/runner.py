@@ -31,14 +31,9 @@ class TrialRunner:
         device: str = "cpu",
         allow_pickle: bool = False,
         threads: int | None = None,
-        task_type: str = "causal-lm",
-        labels: Sequence[str] = (),
     ) -> None:
         """``threads``: CPU threads for every trial of this runner (None: ``LORATUNE_THREADS`` or
-        measured, and re-tuned while training as the machine's load changes). ``task_type="seq-cls"``
-        loads ``AutoModelForSequenceClassification`` with one output per entry of ``labels``."""
-        self.task_type = task_type
-        self.labels = tuple(labels)
+        measured, and re-tuned while training as the machine's load changes)."""
         self.device = device
         self.threads = threads
         self.allow_pickle = allow_pickle
@@ -100,26 +95,6 @@ class TrialRunner:
         the trial with status ``pruned``. ``peft_extra`` adds raw PEFT config keys (e.g. AdaLoRA's
         ``tinit``/``tfinal``/``deltaT``/``orth_reg_weight``).
         """
-        if self.task_type == "seq-cls":
-            from loratune.trial.seq_cls import run_cls_trial
-
-            return run_cls_trial(
-                self.model_for(settings.compute_dtype),
-                self.tokenizer,
-                self.anatomy,
-                adapter,
-                settings,
-                train,
-                val,
-                on_eval=on_eval,
-                save_dir=save_dir,
-                progress=progress,
-                peft_extra=peft_extra,
-                device=self.device,
-                measure_memory=measure_memory,
-                threads=self.threads,
-                labels=self.labels,
-            )
         from loratune.trial.loop import run_trial
 
         return run_trial(
@@ -144,14 +119,7 @@ class TrialRunner:
         from loratune.models.weights import load_model
 
         assert self.source is not None
-        model, tok = load_model(
-            self.source,
-            dtype=dtype,
-            device=self.device,
-            allow_pickle=self.allow_pickle,
-            task_type=self.task_type,
-            labels=self.labels,
-        )
+        model, tok = load_model(self.source, dtype=dtype, device=self.device, allow_pickle=self.allow_pickle)
         return _prepare(model), tok
 
 
