@@ -165,7 +165,17 @@ def main() -> None:
 
     from loratune.paths import write_atomic
 
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--device", default="cpu")
+    if pre.parse_known_args()[0].device != "cpu":  # the CUDA rows live in their own file (issue #12)
+        import sys
+
+        import memory_accuracy_cuda
+
+        memory_accuracy_cuda.main(sys.argv[1:])
+        return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="cpu", help="cpu (these rows) or cuda: bench/memory_accuracy_cuda.py")
     ap.add_argument("--quick", action="store_true", help="4 rows only")
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--threads", type=int, default=2)

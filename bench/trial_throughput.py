@@ -3,9 +3,12 @@
 One run, one process, the same machine state for all arms, on SmolLM2-135M-Instruct:
   (a) PEFT + ``Trainer`` with its defaults (fp32, random batches padded by ``DataCollatorForSeq2Seq``,
       full ``[batch, seq, vocab]`` logits, fused AdamW, cosine schedule);
-  (b) loratune's trial loop (bf16 frozen base with fp32 LoRA weights under autocast, length-grouped
-      batches, logits only at label positions, eager attention for short rows);
-  (c) loratune's loop in fp32, to separate the bf16 effect on the loss from everything else;
+  (b) loratune's trial loop as a user gets it by default on this machine (``--dtype auto``: a bf16 frozen
+      base with fp32 LoRA weights under autocast where the CPU runs bf16 natively, else fp32;
+      length-grouped batches, logits only at label positions, eager attention for short rows): the
+      headline ``speedup``; the CPU's bf16 capability is recorded (``cpu_native_bf16``);
+  (c) loratune's loop in the other dtype (bf16 ↔ fp32), a second row: ``speedup_bf16`` and the bf16
+      effect on the loss, separated from everything else;
   (d) the ceiling: forward + backward of the frozen base alone (no LoRA, dropout or optimizer) over
       the same batches and kernels, eager: no LoRA loop can reach a higher roofline fraction;
   (e) the same compiled with torch.compile per decoder layer (compile time reported, not counted):
@@ -212,7 +215,7 @@ def run_frozen_base(runner: Any, args: argparse.Namespace, train: list[Any], com
     from loratune.trial.loss import split_decoder_head
     from loratune.trial.speed import autocast, choose_attention, use_attention
 
-    model = runner.model
+    model = runner.model_for("bf16")  # the ceiling is the bf16 base's, whatever the default arm ran in
     decoder, head = split_decoder_head(model)
     settings = TrainSettings(batch_size=args.batch_size, max_length=args.max_length, seed=args.seed)
     stream = micro_batches(train, settings, runner.tokenizer.pad_token_id)
@@ -260,7 +263,17 @@ def run_frozen_base(runner: Any, args: argparse.Namespace, train: list[Any], com
 
 
 def main() -> None:
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--device", default="cpu")
+    if pre.parse_known_args()[0].device != "cpu":  # the CUDA arms live in their own file (issue #12)
+        import sys
+
+        import trial_throughput_cuda
+
+        trial_throughput_cuda.main(sys.argv[1:])
+        return
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--device", default="cpu", help="cpu (these arms) or cuda: bench/trial_throughput_cuda.py")
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--lr", type=float, default=5e-4)
@@ -269,7 +282,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--val", type=int, default=64)
     ap.add_argument("--threads", type=int, default=None, help="Both arms (default: every usable CPU).")
-    ap.add_argument("--no-fp32", action="store_true", help="Skip arm (c), loratune in fp32.")
+    ap.add_argument("--no-fp32", action="store_true", help="Skip arm (c), loratune in the non-default dtype.")
     ap.add_argument("--no-ceiling", action="store_true", help="Skip arms (d, e), the frozen base alone.")
     ap.add_argument("--force", action="store_true", help="Write the results even if the machine was busy.")
     args = ap.parse_args()
@@ -290,7 +303,11 @@ def main() -> None:
     peaks = {"bf16": matmul_peak(torch.bfloat16), "fp32": matmul_peak(torch.float32)}
 
     source = resolve_source(MODEL)
-    runner = TrialRunner(source, compute_dtype="bf16")
+    from loratune.trial.precision import cpu_has_fast_bf16, resolve_compute_dtype
+
+    default_dtype = resolve_compute_dtype("auto", "cpu")  # what `loratune train` runs here without --dtype
+    other_dtype = "fp32" if default_dtype == "bf16" else "bf16"
+    runner = TrialRunner(source, compute_dtype=default_dtype)
     cfg = runner.model.config
     train, val = load_data(runner.tokenizer, args.steps * args.batch_size, args.val, args.max_length)
     # Seed preset "simple QA": r 8, alpha 16, attention projections, dropout 0.05.
@@ -301,9 +318,11 @@ def main() -> None:
 
     trainer = run_trainer(source, spec, args, train, val)
     load["after_trainer"] = os.getloadavg()[0]
-    ours = run_loratune(runner, spec, args, "bf16", train, val)
+    ours = run_loratune(runner, spec, args, default_dtype, train, val)
     load["after_loratune"] = os.getloadavg()[0]
-    fp32 = None if args.no_fp32 else run_loratune(runner, spec, args, "fp32", train, val)
+    other = None if args.no_fp32 else run_loratune(runner, spec, args, other_dtype, train, val)
+    bf16 = ours if default_dtype == "bf16" else other
+    fp32 = ours if default_dtype == "fp32" else other
     ceiling = {}
     if not args.no_ceiling:
         ceiling["frozen_base_eager"] = run_frozen_base(runner, args, train, compiled=False)
@@ -324,13 +343,16 @@ def main() -> None:
             arm["roofline_fraction"] = base_flops / arm["train_seconds"] / peaks["bf16"]
     result = {
         "speedup": ours["tokens_per_second"] / trainer["tokens_per_second"],
-        "roofline_fraction": ours["achieved_flops_per_second"] / peaks["bf16"],
+        "roofline_fraction": ours["achieved_flops_per_second"] / peaks[default_dtype],
+        "default_dtype": default_dtype,
+        "cpu_native_bf16": cpu_has_fast_bf16(),
+        "speedup_bf16": None if bf16 is None else bf16["tokens_per_second"] / trainer["tokens_per_second"],
         "loss_rel_gap": abs(ours["val_loss_after"] - trainer["val_loss_after"]) / trainer["val_loss_after"],
         "targets": {"speedup": ">= 2.5", "roofline_fraction": ">= 0.6", "loss_rel_gap": "<= 0.02"},
         "loss_definition": "validation loss (mean token cross-entropy on 64 held-out demo QA answers) after training",
         "bf16_vs_fp32_loss_rel_gap": None
-        if fp32 is None
-        else abs(ours["val_loss_after"] - fp32["val_loss_after"]) / fp32["val_loss_after"],
+        if fp32 is None or bf16 is None
+        else abs(bf16["val_loss_after"] - fp32["val_loss_after"]) / fp32["val_loss_after"],
         "train_loss_last5_rel_gap": abs(ours["train_loss_last5"] - trainer["train_loss_last5"])
         / trainer["train_loss_last5"],
         "trainer_roofline_fraction_fp32": trainer["achieved_flops_per_second"] / peaks["fp32"],
@@ -342,6 +364,7 @@ def main() -> None:
         "trainer": trainer,
         "loratune": ours,
         "loratune_fp32": fp32,
+        "loratune_bf16": bf16,
         "config": {
             "model": MODEL,
             "adapter": {"r": 8, "alpha": 16, "dropout": 0.05, "targets": "q_proj,k_proj,v_proj,o_proj"},

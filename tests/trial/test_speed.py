@@ -39,6 +39,6 @@ def test_tuner_is_off_when_threads_are_fixed(monkeypatch):
 def test_attention_and_dtype_policies():
     assert choose_attention(70, "cpu") == "eager"
     assert choose_attention(1024, "cpu") == "sdpa"
-    assert choose_attention(70, "cuda") is None
+    assert choose_attention(70, "cuda") == "sdpa"  # SDPA on CUDA (issue #12)
     assert resolve_compute_dtype("fp32", "cpu") == "fp32"
     assert resolve_compute_dtype("auto", "cpu") == ("bf16" if cpu_has_fast_bf16() else "fp32")

@@ -16,7 +16,7 @@ from loratune.trial import TrainSettings, TrialResult
         ("max_steps", 0, "max_steps"),
         ("warmup_ratio", 1.0, "warmup_ratio"),
         ("scheduler", "step", "scheduler"),
-        ("compute_dtype", "fp16", "compute_dtype"),
+        ("compute_dtype", "fp8", "compute_dtype"),
         ("eval_every", 0, "eval_every"),
     ],
 )

@@ -177,7 +177,11 @@ def give_up_options(anatomy: Anatomy, spec: AdapterSpec, settings: MemorySetting
                     lever.source,
                 )
         elif lever.name == "4-bit base" and settings.quant != "4bit" and settings.device == "cuda":
-            s4 = settings.replace(quant="4bit", dtype="bf16" if settings.dtype == "fp32" else settings.dtype)
+            # Priced as the QLoRA recipe runs it: bf16 autocast over the 4-bit base (Trainer bf16=True); without
+            # autocast a k-bit base's activations are fp32 (budget.memory.estimate_memory).
+            s4 = settings.replace(
+                quant="4bit", dtype="bf16" if settings.dtype == "fp32" else settings.dtype, autocast=True
+            )
             add("4-bit NF4 base (QLoRA)", {"quant": "4bit"}, _total(anatomy, spec, s4), lever.source)
     return out
 

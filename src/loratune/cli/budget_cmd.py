@@ -31,6 +31,7 @@ from loratune.budget.params import check_rank_fits
 from loratune.budget.spec import DEFAULT_R, default_alpha
 from loratune.cli.common import JsonOpt, ModelArg, console, print_json, warn_lines, warning_fields
 from loratune.errors import ConfigError
+from loratune.measure.preflight import Preflight
 from loratune.models import load_anatomy, resolve_source
 from loratune.models.seq_cls import load_task_anatomy
 from loratune.units import fmt_bytes, fmt_count, parse_int_list, parse_size
@@ -147,6 +148,14 @@ def budget(
         bool, typer.Option("--autocast", help="Forward under torch.autocast in --dtype (Trainer bf16=True).")
     ] = False,
     vram: Annotated[str | None, typer.Option("--vram", help="Does it fit? e.g. 8GB, 24GiB.")] = None,
+    measure: Annotated[
+        bool,
+        typer.Option(
+            "--measure",
+            help="Pre-flight: build the shape with random weights on --device (default: CUDA when available) "
+            "and measure 2 real training steps beside the estimate.",
+        ),
+    ] = False,
     memory: Annotated[bool, typer.Option("--memory", help="Show every memory term.")] = False,
     task_type: Annotated[
         str, typer.Option("--task-type", help="causal-lm, or seq-cls: the model as a classifier (its head counted).")
@@ -179,7 +188,13 @@ def budget(
     }
     spec, resolution = _spec(anatomy, file, flags, target_spec)
     pb = count_params(anatomy, spec, resolution)
-    pb = count_params(anatomy, spec)
+    measure_device = None
+    if measure:
+        from loratune.trial.device import resolve_device
+
+        # `--device cuda:1` names the GPU to measure on; the estimate takes its kind.
+        measure_device = resolve_device(device or "auto")
+        device = "cuda" if measure_device.startswith("cuda") else "cpu"
     explicit = (batch_size, seq_len, dtype, quant, optimizer, device, attn)
     show_terms = memory or vram is not None or grad_checkpointing or autocast or any(v is not None for v in explicit)
     defaults = MemorySettings()
@@ -196,6 +211,14 @@ def budget(
     )
     est = estimate_memory(anatomy, spec, settings, pb)
     fit = fit_report(anatomy, spec, settings, vram_bytes) if vram_bytes is not None else None
+    measured = None
+    if measure_device is not None:
+        from loratune.measure.preflight import run_preflight
+        from loratune.models import read_config
+
+        measured = run_preflight(
+            read_config(resolve_source(model)), anatomy, spec, settings, est, device=measure_device
+        )
     if json_out:
         print_json(
             {
@@ -211,6 +234,7 @@ def budget(
                 **warning_fields(pb.warnings),
                 "memory": {**est.to_dict(), "settings": asdict(settings)},
                 **({"fit": fit.to_dict()} if fit is not None else {}),
+                **({"measured": measured.to_dict()} if measured is not None else {}),
             }
         )
         return
@@ -246,7 +270,25 @@ def budget(
         console.print("(--memory for each term, --vram 8GB to fit)")
     if fit is not None:
         _print_fit(fit, settings)
+    if measured is not None:
+        _print_measured(measured)
     warn_lines(pb.warnings)
+
+
+def _print_measured(m: Preflight) -> None:
+    overhead = m.estimate_bytes - m.estimate_allocated_bytes
+    console.print(
+        f"measured on {m.device}: peak [bold]{fmt_bytes(m.measured_bytes)}[/] over {m.steps} real training steps "
+        f"(random weights, {m.seconds:.1f} s) vs estimate {fmt_bytes(m.estimate_allocated_bytes)}: "
+        f"{100 * m.rel_error:+.1f} %",
+        highlight=False,
+    )
+    if overhead:
+        console.print(
+            f"(the estimate's {fmt_bytes(overhead)} CUDA context + allocator slack is outside the allocator's count; "
+            f"reserved at the peak: {fmt_bytes(m.measured_reserved_bytes or 0)})",
+            highlight=False,
+        )
 
 
 def _describe(s: MemorySettings) -> str:

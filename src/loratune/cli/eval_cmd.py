@@ -11,6 +11,7 @@ from rich.table import Table
 from loratune.cli.common import JsonOpt, ModelArg, console, print_json
 from loratune.data.types import IGNORE_INDEX
 from loratune.errors import ConfigError
+from loratune.trial.device import DEVICE_HELP, QUANT_HELP
 from loratune.trial.types import MAX_SEED
 
 
@@ -40,7 +41,12 @@ def evaluate(
     qa_limit: Annotated[int, typer.Option("--qa-limit", help="Examples to decode (decoding is the slow part).")] = 50,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Examples per batch for perplexity.")] = 8,
     max_length: Annotated[int, typer.Option("--max-length", help="Tokens per example.")] = 512,
-    dtype: Annotated[str, typer.Option("--dtype", help="auto, bf16 or fp32.")] = "auto",
+    dtype: Annotated[str, typer.Option("--dtype", help="auto, bf16, fp16 (CUDA) or fp32.")] = "auto",
+    device: Annotated[str, typer.Option("--device", help=DEVICE_HELP)] = "auto",
+    quant: Annotated[
+        str | None,
+        typer.Option("--quant", help=QUANT_HELP + " Default: as the adapter's metrics.json records, else none."),
+    ] = None,
     allow_pickle: Annotated[
         bool, typer.Option("--allow-pickle", help="Allow pickle weight files (can run code).")
     ] = False,
@@ -50,11 +56,16 @@ def evaluate(
     """Score a model (optionally with an adapter) on data: perplexity; EM and token F1 of greedy answers."""
     from loratune.data import check_val_fraction
     from loratune.models import resolve_source
+    from loratune.models.quantized import check_quant, recorded_quant
     from loratune.trial.adapter_io import check_adapter_dir, read_metrics, recorded_attention
     from loratune.trial.data_prep import prepare, read
-    from loratune.trial.precision import resolve_compute_dtype
+    from loratune.trial.device import check_device_syntax, describe, resolve_device
+    from loratune.trial.precision import check_compute_dtype, resolve_compute_dtype
 
     # ---- everything that can be checked without torch, so a typo fails in a fraction of a second
+    check_device_syntax(device)
+    if quant is not None:
+        check_quant(quant)
     if split not in ("val", "all"):
         raise ConfigError(f"unknown --split {split!r}", "use val or all")
     check_val_fraction(val_fraction, allow_zero=split != "val")
@@ -93,11 +104,16 @@ def evaluate(
             json_out=json_out,
         )
         return
-    recorded = recorded_attention(read_metrics(adapter)) if adapter is not None else None
-    compute_dtype = resolve_compute_dtype(dtype, "cpu")
+    metrics = read_metrics(adapter) if adapter is not None else None
+    recorded = recorded_attention(metrics)
+    # An adapter trained over a 4-bit base is scored over a 4-bit base unless --quant says otherwise.
+    quant = quant if quant is not None else recorded_quant(metrics)
+    check_compute_dtype(dtype)
     source = resolve_source(model)
 
     # ---- torch from here on
+    run_device = resolve_device(device)  # a missing GPU: one line, before the model loads
+    compute_dtype = resolve_compute_dtype(dtype, run_device)
     from loratune.trial.batching import usable
     from loratune.trial.evaluate import count_batches, mean_loss, qa_examples, qa_scores, safe_exp
     from loratune.trial.progress import progress
@@ -105,7 +121,11 @@ def evaluate(
     from loratune.trial.speed import attention_for, use_attention
 
     quiet_libraries()
-    runner = TrialRunner(source, compute_dtype=compute_dtype, allow_pickle=allow_pickle)
+    if quant != "none":
+        from loratune.models.quantized import check_bitsandbytes
+
+        check_bitsandbytes()
+    runner = TrialRunner(source, compute_dtype=compute_dtype, allow_pickle=allow_pickle, device=run_device, quant=quant)
     prepared = prepare(
         raw, runner.tokenizer, max_length=max_length, val_fraction=val_fraction if split == "val" else 0.0, seed=seed
     )
@@ -150,6 +170,9 @@ def evaluate(
         "token_f1": scores.token_f1 if scores else None,
         "qa_examples": scores.n if scores else 0,
         "attention": kernel,
+        "device": runner.device,
+        "compute_dtype": compute_dtype,
+        "quant": quant,
     }
     if json_out:
         print_json(out)
@@ -163,6 +186,7 @@ def evaluate(
         table.add_row(f"exact match ({scores.n} greedy answers)", f"{100 * scores.exact_match:.1f} %")
         table.add_row("token F1", f"{100 * scores.token_f1:.1f} %")
     table.add_row("attention kernel", str(kernel))
+    table.add_row("device", describe(runner.device, compute_dtype, quant))
     console.print(table)
     if scores and scores.samples:
         samples = Table("greedy answer", "reference", show_lines=True)

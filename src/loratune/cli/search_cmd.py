@@ -21,6 +21,7 @@ from rich.table import Table
 
 from loratune.cli.common import ModelArg, console, err_console
 from loratune.errors import ConfigError
+from loratune.trial.device import DEVICE_HELP, QUANT_HELP
 
 if TYPE_CHECKING:
     from loratune.search.events import SearchEvent
@@ -84,6 +85,8 @@ def search(
     task: Annotated[str | None, typer.Option("--task", help="Task for the recommendation (e.g. simple-qa).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed for data split, LoRA init and the sampler.")] = 0,
     threads: Annotated[int | None, typer.Option("--threads", help="CPU threads for torch.")] = None,
+    device: Annotated[str, typer.Option("--device", help=DEVICE_HELP)] = "auto",
+    quant: Annotated[str, typer.Option("--quant", help=QUANT_HELP)] = "none",
     time_budget: Annotated[
         float | None,
         typer.Option(
@@ -101,7 +104,12 @@ def search(
         stored = saved_for_resume(out, storage=storage)
         # The search's options come from the folder; what this invocation does besides comes from its flags.
         config = replace(
-            stored.config, train_final=train_final, final_steps=final_steps, threads=threads, time_budget=None
+            stored.config,
+            train_final=train_final,
+            final_steps=final_steps,
+            threads=threads,
+            time_budget=None,
+            device=device,  # where this sitting runs; the study's runs stay comparable across devices
         )
         console.print(
             f"resuming the {config.strategy} search in {escape(str(out))} with its saved options", soft_wrap=True
@@ -137,11 +145,20 @@ def search(
             final_steps=final_steps,
             threads=threads,
             time_budget=time_budget,
+            device=device,
+            quant=quant,
         )
         if (out / SEARCH_JSON).is_file():
             raise ConfigError(f"{out} already holds a search", "pass --resume to continue it, or choose another --out")
     from loratune.search.run import run_search
+    from loratune.trial.device import resolve_device
     from loratune.trial.runner import quiet_libraries
+
+    resolve_device(config.device)  # `--device cuda` on a machine without one: one line, before the model loads
+    if config.quant != "none":
+        from loratune.models.quantized import check_bitsandbytes
+
+        check_bitsandbytes()
 
     quiet_libraries()
     result = run_search(config, out, log=print_event, storage=storage, progress=progress)

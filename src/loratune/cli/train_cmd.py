@@ -18,6 +18,7 @@ from loratune.cli.interrupt import keep_note
 from loratune.errors import ConfigError
 from loratune.outputs import ADAPTER_MARKERS, check_output_dir
 from loratune.trial.config_file import adapter_fields, check_adapter_values, read_config_file, training_fields
+from loratune.trial.device import DEVICE_HELP, QUANT_HELP
 from loratune.trial.types import TrainSettings
 from loratune.units import fmt_bytes, fmt_count, parse_int_list
 
@@ -91,8 +92,11 @@ def train(
     ] = False,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed for LoRA init, shuffling and the split.")] = None,
     dtype: Annotated[
-        str, typer.Option("--dtype", help="Frozen-base compute dtype: auto (bf16 where native), bf16 or fp32.")
+        str,
+        typer.Option("--dtype", help="Frozen-base compute dtype: auto (bf16 where native), bf16, fp16 (CUDA) or fp32."),
     ] = "auto",
+    device: Annotated[str, typer.Option("--device", help=DEVICE_HELP)] = "auto",
+    quant: Annotated[str, typer.Option("--quant", help=QUANT_HELP)] = "none",
     eval_every: Annotated[int | None, typer.Option("--eval-every", help="Validation loss every N steps.")] = None,
     eval_batches: Annotated[
         int | None, typer.Option("--eval-batches", help="Validate on the first N batches only.")
@@ -109,10 +113,14 @@ def train(
     # ---- everything that can be checked without torch, so a typo fails in a fraction of a second
     from loratune.data.classification import read_cls, resolve_task_type
     from loratune.models import resolve_source
+    from loratune.models.quantized import check_quant
     from loratune.trial.data_prep import REFERENCE_MAX_TOKENS, prepare, read, reference_examples, tokenize_reference
-    from loratune.trial.precision import resolve_compute_dtype
+    from loratune.trial.device import check_device_syntax, describe, resolve_device
+    from loratune.trial.precision import check_compute_dtype, resolve_compute_dtype
 
     # ---- everything that can be checked without torch, so a typo fails in a fraction of a second
+    check_device_syntax(device)
+    check_quant(quant)
     check_adapter_values(
         {"r": r, "lora_alpha": alpha, "lora_dropout": dropout, "target_r": target_r},
         flags={"r": "--r", "lora_alpha": "--alpha", "lora_dropout": "--dropout", "target_r": "--target-r"},
@@ -150,8 +158,9 @@ def train(
         train_kw.pop("max_steps", None)  # an explicit --epochs beats the file's step count
     if grad_checkpointing:
         train_kw["grad_checkpointing"] = True
-    compute_dtype = resolve_compute_dtype(dtype if dtype != "auto" else train_kw.get("compute_dtype", "auto"), "cpu")
-    train_kw["compute_dtype"] = compute_dtype
+    requested_dtype = check_compute_dtype(dtype if dtype != "auto" else train_kw.get("compute_dtype", "auto"))
+    # Checked now with a stand-in for `auto`; the dtype itself needs the device (resolved below, with torch).
+    train_kw["compute_dtype"] = requested_dtype if requested_dtype != "auto" else "fp32"
     settings = TrainSettings(**train_kw)
     # The adapter's own checks (method, rank, alpha, dropout, closed layer ranges); `--layers 20-` and the
     # target names need the model's layers and modules, checked once it is loaded.
@@ -187,8 +196,17 @@ def train(
     # ---- torch from here on
     from loratune.trial.runner import TrialRunner, quiet_libraries
 
+    # `--device cuda` where there is none: one line (exit 2) here, before any weights load.
+    run_device = resolve_device(device)
+    compute_dtype = resolve_compute_dtype(requested_dtype, run_device)
+    settings = dataclasses.replace(settings, compute_dtype=compute_dtype)
+
     quiet_libraries()
-    runner = TrialRunner(source, compute_dtype=compute_dtype, allow_pickle=allow_pickle)
+    if quant != "none":
+        from loratune.models.quantized import check_bitsandbytes
+
+        check_bitsandbytes()
+    runner = TrialRunner(source, compute_dtype=compute_dtype, allow_pickle=allow_pickle, device=run_device, quant=quant)
     adapter = _adapter(spec_kw, runner.anatomy.num_layers, r, alpha, targets, method, layers, dropout, rslora, target_r)
     prepared = prepare(
         raw, runner.tokenizer, max_length=settings.max_length, val_fraction=val_fraction, seed=settings.seed
@@ -196,7 +214,8 @@ def train(
     ref = tokenize_reference(ref_examples, runner.tokenizer, max_length=min(settings.max_length, REFERENCE_MAX_TOKENS))
     if not json_out:
         err_console.print(
-            f"[bold]{runner.label}[/] — {adapter.method} r={adapter.r} alpha={adapter.alpha:g}, {compute_dtype}",
+            f"[bold]{runner.label}[/] — {adapter.method} r={adapter.r} alpha={adapter.alpha:g}, "
+            + describe(runner.device, compute_dtype, quant),
             highlight=False,
         )
         err_console.print(f"data: {prepared.path}", highlight=False, soft_wrap=True)

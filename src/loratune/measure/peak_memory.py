@@ -59,6 +59,7 @@ def measure_training_peak(
     *,
     seed: int = 0,
     warmup: bool = False,
+    device: str | None = None,
 ) -> MeasuredMemory:
     """Wrap ``model`` with PEFT, run ``steps`` forward/backward/optimizer steps on
     random tokens of shape (batch_size, seq_len), and report the peak.
@@ -68,6 +69,7 @@ def measure_training_peak(
     of a steady-state step needs the optimizer states, which AdamW creates in its first ``step()``:
     with ``steps=2`` step 2 holds them; ``warmup=True`` instead runs one cheap 8-token step first (not
     timed, still inside the measurement) so that ``steps=1`` suffices on slow CPUs.
+    ``device`` overrides ``settings.device`` (which names only the kind, cpu or cuda): e.g. ``cuda:1``.
     The model is left wrapped and trained.
     """
     import torch
@@ -76,13 +78,20 @@ def measure_training_peak(
 
     if steps < 1:
         raise ConfigError(f"steps must be at least 1, got {steps}", "use steps=2")
-    if settings.quant != "none":
-        raise ConfigError("measurement of a quantized base is not supported", "measure with --quant none")
-    device = settings.device
-    if device == "cuda" and not torch.cuda.is_available():
+    device = device or settings.device
+    if device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError("CUDA is not available on this machine", "measure with device cpu")
+    from loratune.models.quantized import quant_of
+
+    if settings.quant != quant_of(model):
+        # A quantized base is how the model was loaded (models/quantized.py), not something a step changes.
+        raise ConfigError(
+            f"settings say quant={settings.quant} but the model was loaded with quant={quant_of(model)}",
+            "load the base with loratune.models.quantized.load_quantized (or quantize_loaded) first",
+        )
     peft_model = wrap_with_peft(model, spec)
-    peft_model.to(device)
+    if settings.quant == "none":
+        peft_model.to(device)  # a bitsandbytes base is already placed (device_map) and cannot be moved freely
     peft_model.train()
     if settings.grad_checkpointing:
         enable_checkpointing(peft_model.get_base_model())

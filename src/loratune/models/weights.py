@@ -129,9 +129,10 @@ def dense_copy_of_gguf(gguf: Path, name: str) -> Path:
 
 
 def load_model(
-    source: ModelSource, *, dtype: str = "fp32", device: str = "cpu", allow_pickle: bool = False
+    source: ModelSource, *, dtype: str = "fp32", device: str = "cpu", allow_pickle: bool = False, quant: str = "none"
 ) -> tuple[Any, Any]:
-    """``(model, tokenizer)`` with dense weights in ``dtype`` on ``device``, in eval mode."""
+    """``(model, tokenizer)`` with dense weights in ``dtype`` on ``device``, in eval mode; with ``quant``
+    (8bit / 4bit) the linear layers quantized by bitsandbytes, ``dtype`` their compute dtype."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -140,6 +141,16 @@ def load_model(
     path = weights_dir(source, allow_pickle=allow_pickle)
     torch_dtype = getattr(torch, _DTYPES[dtype])
     try:
+        if quant != "none":
+            from loratune.models.quantized import load_quantized
+
+            quantized = load_quantized(
+                str(path), quant, compute_dtype=dtype, device=device, use_safetensors=not allow_pickle or None
+            )
+            tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+            if tok.pad_token is None:
+                tok.pad_token = tok.eos_token
+            return quantized.eval(), tok
         model: Any = AutoModelForCausalLM.from_pretrained(
             str(path),  # type: ignore[arg-type]  # the stubs name a model class; a path is what it takes
             dtype=torch_dtype,

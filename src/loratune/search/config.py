@@ -60,6 +60,8 @@ class SearchConfig:
     train_final: bool = field(default=False, metadata=_help("train the pick and save the adapter"))
     final_steps: int | None = field(default=None, metadata=_help("steps of the final run (default 1 epoch)"))
     threads: int | None = field(default=None, metadata=_help("CPU threads for torch (default: measured)"))
+    device: str = field(default="auto", metadata=_help("auto (CUDA when available), cpu, cuda or cuda:N"))
+    quant: str = field(default="none", metadata=_help("base quantization: none, 8bit or 4bit (bitsandbytes)"))
     time_budget: float | None = field(
         default=None, metadata=_help("minutes: size steps, val examples and LR runs to end in about this")
     )
@@ -111,6 +113,11 @@ class SearchConfig:
         if self.time_budget is not None and not (self.time_budget > 0 and math.isfinite(self.time_budget)):
             raise ConfigError(f"--time-budget must be positive minutes, got {self.time_budget}", "use e.g. 10")
         _check_exports(self.export)
+        from loratune.models.quantized import check_quant
+        from loratune.trial.device import check_device_syntax
+
+        object.__setattr__(self, "device", check_device_syntax(self.device))  # torch-free; resolved at load
+        check_quant(self.quant)
 
     # -- derived values ----------------------------------------------------------------------------
     @property

@@ -64,8 +64,9 @@ class RunnerObjective:
         ms = MemorySettings(
             batch_size=settings.batch_size,
             seq_len=self.seq_len,
-            dtype="bf16" if settings.compute_dtype == "bf16" else "fp32",
+            dtype=settings.compute_dtype,
+            quant=getattr(self.runner, "quant", "none"),
             grad_checkpointing=settings.grad_checkpointing,
-            device="cpu",
+            device="cuda" if str(getattr(self.runner, "device", "cpu")).startswith("cuda") else "cpu",
         )
         return int(estimate_memory(self.anatomy, spec, ms).total_bytes)

@@ -159,8 +159,8 @@ def load_inputs(config: SearchConfig, *, log: Log = ignore) -> SearchInputs:
     anatomy = load_anatomy(source)
     config.check_against(anatomy)  # a --modules set that matches nothing is refused before the weights load
     log(ModelLoading(source.label))
-    # auto: bf16 where this CPU runs it natively, else fp32 (emulated bf16 is slower than fp32)
-    runner = TrialRunner(source, compute_dtype="auto", threads=config.threads)
+    # auto: bf16 where the device runs it natively (CPU: AVX512-BF16/AMX; CUDA: bf16-capable), else fp32/fp16
+    runner = TrialRunner(source, compute_dtype="auto", threads=config.threads, device=config.device, quant=config.quant)
     data = load_search_data(
         config.data,
         runner.tokenizer,
@@ -175,7 +175,8 @@ def load_inputs(config: SearchConfig, *, log: Log = ignore) -> SearchInputs:
     if data.val_path is not None:
         digest += "+" + content_digest(data.val_path)
     return SearchInputs(
-        model=source.label,
+        # A quantized base is another model for the study (its runs are not the dense base's).
+        model=source.label if config.quant == "none" else f"{source.label} ({config.quant})",
         anatomy=anatomy,
         train=data.train,
         val=data.val,

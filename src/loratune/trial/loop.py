@@ -22,8 +22,10 @@ from peft.helpers import disable_input_dtype_casting
 from loratune.anatomy import Anatomy
 from loratune.budget import AdapterSpec
 from loratune.errors import DataError
+from loratune.models.quantized import load_flags, quant_of
 from loratune.trial.adapter_io import save_adapter
 from loratune.trial.batching import Batch, as_examples, iterate, usable
+from loratune.trial.device import make_grad_scaler, speed_paths
 from loratune.trial.dropout import use_fast_dropout
 from loratune.trial.evaluate import mean_loss, safe_exp
 from loratune.trial.fused_lora import use_fused_lora
@@ -79,6 +81,10 @@ def run_trial(
     result = TrialResult(
         extra={"threads": threads, "compute_dtype": settings.compute_dtype, "total_steps": total_steps}
     )
+    # Where and how it ran (issue #12): the device, the base's quantization, the speed paths it took.
+    paths = speed_paths(device)
+    result.extra.update(device=device, quant=quant_of(base), speed_paths=paths.to_dict())
+    norm_switch = fused_rms_norm(base) if paths.fused_norm else contextlib.nullcontext(0)
     clock = {"eval": 0.0}
 
     def timed_eval(model: Any, data: list[Any]) -> float | None:
@@ -91,7 +97,7 @@ def run_trial(
 
     with (
         use_attention(base, attention_for(train_ex + val_ex + ref_ex, settings.max_length, device)),
-        fused_rms_norm(base) as norms,
+        norm_switch as norms,
     ):
         result.extra["attention"] = getattr(base.config, "_attn_implementation", None)
         result.extra["fused_rms_norms"] = norms
@@ -107,10 +113,11 @@ def run_trial(
             # One autograd node per plain LoRA linear instead of ~8 ops (fused_lora.py); same parameters.
             # The layers it does not cover (DoRA, AdaLoRA, GPT-2's Conv1D) keep PEFT's forward with a
             # dropout of the same distribution at ~half the CPU time (dropout.py).
-            result.extra["fused_lora_layers"] = use_fused_lora(peft_model)
-            use_fast_dropout(peft_model)
+            result.extra["fused_lora_layers"] = use_fused_lora(peft_model) if paths.fused_lora else 0
+            if paths.packed_dropout:
+                use_fast_dropout(peft_model)
             # Under bf16 autocast PEFT need not cast activations to the fp32 adapter dtype (speed.autocast).
-            with disable_input_dtype_casting(peft_model, active=settings.compute_dtype == "bf16"):
+            with disable_input_dtype_casting(peft_model, active=settings.compute_dtype in ("bf16", "fp16")):
                 # ---- train
                 train_loop(
                     peft_model,
@@ -158,6 +165,7 @@ def run_trial(
                 metrics = result.to_dict()
                 metrics["settings"] = settings.to_dict()
                 metrics["peft_config"] = _jsonable(peft_model.peft_config["default"].to_dict())
+                metrics["load"] = load_flags(base)  # how the base was loaded (quantization), not the adapter
                 save_adapter(peft_model, Path(save_dir), metrics)
         finally:
             # ---- cleanup: the base model goes back exactly as it came
@@ -187,6 +195,7 @@ def train_loop(
     params = [p for p in peft_model.parameters() if p.requires_grad]
     result.trainable_params = sum(p.numel() for p in params)
     optimizer = make_optimizer(params, settings)
+    scaler = make_grad_scaler(settings.compute_dtype, device)  # fp16 only: a loss scaler
     scheduler = make_scheduler(optimizer, settings, total_steps)
     adalora = adapter.method == "adalora"
     orth_weight = float(peft_model.peft_config["default"].orth_reg_weight) if adalora else 0.0
@@ -217,7 +226,7 @@ def train_loop(
                 if orth_weight > 0:
                     # AdaLoRA [2303.10512] eq. 4: keep P and Q near-orthogonal (PEFT's AdaLoraModel.forward).
                     loss = loss + orth_weight * orthogonal_regularizer(orth_params) / settings.grad_accum
-                loss.backward()
+                (scaler.scale(loss) if scaler is not None else loss).backward()
                 loss_total += float(loss_sum.detach())
                 tokens += b.tokens
                 padded += b.input_ids.numel()
@@ -226,9 +235,15 @@ def train_loop(
                 result.status = "diverged"
                 result.message = f"the training loss became {step_loss} at step {step + 1}"
                 break
+            if scaler is not None:
+                scaler.unscale_(optimizer)
             if settings.max_grad_norm > 0:
                 torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
-            optimizer.step()
+            if scaler is not None:
+                scaler.step(optimizer)  # skipped when the scaled gradients overflowed
+                scaler.update()
+            else:
+                optimizer.step()
             if adalora:
                 # PEFT: call after optimizer.step() and before zero_grad(); it reads the gradients.
                 peft_model.base_model.update_and_allocate(step)
@@ -338,7 +353,7 @@ def cleanup(peft_model: Any) -> Any:
 
 
 def _peak_memory(device: str, track: list[Any]) -> Any:
-    return PeakMemory("cuda" if device.startswith("cuda") else "cpu", track=track)
+    return PeakMemory(device if device.startswith("cuda") else "cpu", track=track)
 
 
 def _jsonable(obj: Any) -> Any:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from loratune.errors import ConfigError
 
-COMPUTE_DTYPE_CHOICES = ("auto", "bf16", "fp32")
+COMPUTE_DTYPE_CHOICES = ("auto", "bf16", "fp16", "fp32")  # fp16: CUDA only (loss scaler)
 
 
 def cpu_has_fast_bf16() -> bool:
@@ -21,6 +21,13 @@ def cpu_has_fast_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def check_compute_dtype(requested: str) -> str:
+    """``requested`` when it names a compute dtype (no device needed, no torch), else a ConfigError."""
+    if requested not in COMPUTE_DTYPE_CHOICES:
+        raise ConfigError(f"unknown compute dtype {requested!r}", "use auto, bf16, fp16 (CUDA) or fp32")
+    return requested
+
+
 def resolve_compute_dtype(requested: str, device: str) -> str:
     """``auto`` → bf16 where the hardware runs it natively, else fp32.
 
@@ -28,12 +35,8 @@ def resolve_compute_dtype(requested: str, device: str) -> str:
     stay fp32 (PEFT's ``autocast_adapter_dtype``), and the loss is taken in fp32. The benchmark
     (bench/trial_throughput.py) checks the final loss stays within 2 % of an fp32 run.
     """
-    if requested not in COMPUTE_DTYPE_CHOICES:
-        raise ConfigError(f"unknown compute dtype {requested!r}", "use auto, bf16 or fp32")
-    if requested != "auto":
-        return requested
-    if device.startswith("cuda"):
-        import torch
+    check_compute_dtype(requested)
+    # The per-device rule (CUDA: bf16, else fp16 with a loss scaler, else fp32) lives in trial/device.py.
+    from loratune.trial.device import choose_dtype
 
-        return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
-    return "bf16" if cpu_has_fast_bf16() else "fp32"
+    return choose_dtype(requested, device)

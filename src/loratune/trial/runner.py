@@ -31,21 +31,28 @@ class TrialRunner:
         device: str = "cpu",
         allow_pickle: bool = False,
         threads: int | None = None,
+        quant: str = "none",
     ) -> None:
         """``threads``: CPU threads for every trial of this runner (None: ``LORATUNE_THREADS`` or
-        measured, and re-tuned while training as the machine's load changes)."""
-        self.device = device
+        measured, and re-tuned while training as the machine's load changes). ``device``: cpu, cuda,
+        cuda:N or auto (trial/device.py). ``quant``: none, 8bit or 4bit (models/quantized.py)."""
+        from loratune.models.quantized import check_quant
+        from loratune.trial.device import resolve_device
+
+        self.device = resolve_device(device)
+        self.quant = check_quant(quant)
         self.threads = threads
         self.allow_pickle = allow_pickle
-        self.compute_dtype = resolve_compute_dtype(compute_dtype, device)
+        self.compute_dtype = resolve_compute_dtype(compute_dtype, self.device)
         self._models: dict[str, Any] = {}
         self._anatomy: Any = None
-        set_threads(threads)
+        if self.device == "cpu":  # no CPU thread tuning on CUDA
+            set_threads(threads)
         if isinstance(source, tuple):
             model, self.tokenizer = source
             self.source: ModelSource | None = None
             self.label = type(model).__name__
-            self._models[self.compute_dtype] = _prepare(model.to(device=device, dtype=torch_dtype(self.compute_dtype)))
+            self._models[self.compute_dtype] = _prepare(self._place(model, self.compute_dtype))
         else:
             self.source = resolve_source(source) if isinstance(source, str) else source
             self.label = self.source.label if hasattr(self.source, "label") else str(source)
@@ -63,6 +70,13 @@ class TrialRunner:
         if dtype not in self._models:
             if self.source is not None:
                 self._models[dtype], _ = self._load(dtype)
+            elif self.quant != "none":
+                from loratune.errors import ConfigError
+
+                raise ConfigError(
+                    f"this runner's {self.quant} base computes in {self.compute_dtype}, not {dtype}",
+                    f"build the runner with compute_dtype={dtype!r}",
+                )
             else:
                 self._models[dtype] = _prepare(copy.deepcopy(self.model).to(torch_dtype(dtype)))
         return self._models[dtype]
@@ -119,8 +133,24 @@ class TrialRunner:
         from loratune.models.weights import load_model
 
         assert self.source is not None
-        model, tok = load_model(self.source, dtype=dtype, device=self.device, allow_pickle=self.allow_pickle)
+        model, tok = load_model(
+            self.source, dtype=dtype, device=self.device, allow_pickle=self.allow_pickle, quant=self.quant
+        )
         return _prepare(model), tok
+
+    def _place(self, model: Any, dtype: str) -> Any:
+        """An in-memory model on this runner's device, in ``dtype`` (or quantized by bitsandbytes)."""
+        from loratune.models.quantized import quant_of
+
+        if quant_of(model) != "none":  # quantized already (e.g. a bench's QLoRA base): placed, kept as it is
+            self.quant = quant_of(model)
+            return model
+        if self.quant != "none":
+            # In place, no disk round trip: the same layers as from_pretrained(BitsAndBytesConfig) (tested).
+            from loratune.models.quantized import quantize_in_memory
+
+            return quantize_in_memory(model, self.quant, compute_dtype=dtype, device=self.device)
+        return model.to(device=self.device, dtype=torch_dtype(dtype))
 
 
 def _prepare(model: Any) -> Any:

@@ -9,7 +9,7 @@ from typing import Any
 from loratune.errors import ConfigError
 
 SCHEDULERS = ("cosine", "linear", "constant")
-COMPUTE_DTYPES = ("bf16", "fp32")
+COMPUTE_DTYPES = ("bf16", "fp16", "fp32")  # fp16: CUDA only, trained with a loss scaler
 STATUSES = ("ok", "diverged", "pruned", "failed")
 CLS_METRICS = ("val_accuracy_before", "val_accuracy_after", "val_f1_before", "val_f1_after")
 LEGACY_EXTRA = ("estimated_memory_bytes", "warnings")  # typed fields once kept in TrialResult.extra
