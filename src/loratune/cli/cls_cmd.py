@@ -30,6 +30,7 @@ def train_seq_cls(
     progress: bool,
     json_out: bool,
     slug: Callable[[str], str],
+    device: str = "cpu",
 ) -> TrialResult:
     """Load ``AutoModelForSequenceClassification`` for the data's labels, train, print before/after."""
     from loratune.models import resolve_source
@@ -40,7 +41,9 @@ def train_seq_cls(
     labels = labels_of(raw, val_fraction=val_fraction, seed=settings.seed)  # before loading: bad labels fail fast
     source = resolve_source(model)
     quiet_libraries()
-    runner = ClassifierRunner(source, labels=labels, compute_dtype=settings.compute_dtype, allow_pickle=allow_pickle)
+    runner = ClassifierRunner(
+        source, labels=labels, compute_dtype=settings.compute_dtype, allow_pickle=allow_pickle, device=device
+    )
     adapter = make_adapter(runner.anatomy.num_layers)
     data = prepare_cls(
         raw, runner.tokenizer, max_length=settings.max_length, val_fraction=val_fraction, seed=settings.seed

@@ -168,10 +168,11 @@ def train(
     if cls_raw is not None:  # a classifier: cli/cls_cmd.py
         from loratune.cli.cls_cmd import train_seq_cls
 
+        run_device = resolve_device(device)
         res = train_seq_cls(
             model,
             cls_raw,
-            settings,
+            dataclasses.replace(settings, compute_dtype=resolve_compute_dtype(requested_dtype, run_device)),
             lambda n: _adapter(spec_kw, n, r, alpha, targets, method, layers, dropout, rslora, target_r),
             peft_extra=peft_extra,
             val_fraction=val_fraction,
@@ -180,6 +181,7 @@ def train(
             progress=not (no_progress or json_out),
             json_out=json_out,
             slug=_slug,
+            device=run_device,
         )
         if res.status in ("diverged", "failed"):
             raise typer.Exit(1)
