@@ -18,10 +18,14 @@ def load_cls_inputs(config: Any, source: Any, *, log: Log = ignore) -> Any:
     from loratune.trial.cls_runner import ClassifierRunner
     from loratune.trial.seq_cls import labels_of, prepare_cls
 
+    if getattr(config, "quant", "none") != "none":
+        raise DataError(f"--quant {config.quant} is not wired for classifiers", "drop --quant for classification data")
     raw = read_cls(config.data, val_data=config.val_data)
     labels = labels_of(raw, val_fraction=0.1, seed=config.seed)
     log(ModelLoading(source.label))
-    runner = ClassifierRunner(source, labels=labels, threads=config.threads)
+    # the dtype and device rule of the causal-LM search (search/run.py); no quantized classifier base
+    runner = ClassifierRunner(source, labels=labels, compute_dtype="auto", threads=config.threads, device=config.device)
+    config.check_against(runner.anatomy)  # a --modules set that matches nothing: one line
     data = prepare_cls(raw, runner.tokenizer, max_length=config.max_length, val_fraction=0.1, seed=config.seed)
     if not data.train or not data.val:
         raise DataError(f"{data.path} is too small to split into train and validation", "give at least 10 examples")
