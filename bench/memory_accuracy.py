@@ -203,8 +203,15 @@ def main() -> None:
             f"est {x['estimate_bytes']:>13,} meas {x['measured_bytes']:>13,} err {100 * x['rel_error']:+.2f} %",
             flush=True,
         )
+    merged: dict[str, Any] = {}
     if only is not None and args.out.is_file():  # merge: keep the rows of the models not re-run, in ROWS order
-        kept = [x for x in json.loads(args.out.read_text())["rows"] if x["model"] not in only]
+        previous = json.loads(args.out.read_text())
+        kept = [x for x in previous["rows"] if x["model"] not in only]
+        merged = {
+            "seconds": previous.get("seconds"),
+            "merged": f"rows of {', '.join(sorted(only))} re-run with --models "
+            f"({round(time.perf_counter() - t0, 1)} s) and merged into the earlier run's",
+        }
         order = {m: i for i, m in enumerate(dict.fromkeys(r.model for r in ROWS))}
         rows = sorted(kept + rows, key=lambda x: order.get(x["model"], len(order)))
     result = {
@@ -214,6 +221,7 @@ def main() -> None:
         "max_abs_rel_error": max(abs(x["rel_error"]) for x in rows),
         "seconds": round(time.perf_counter() - t0, 1),
         "rows": rows,
+        **merged,
     }
     write_atomic(args.out, json.dumps(result, indent=2) + "\n")
     print()
