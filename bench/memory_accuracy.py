@@ -41,6 +41,9 @@ class Row:
 
 
 SMOL, TINY = "smollm2-135m", "tiny-gpt2"
+# An encoder classifier: all-MiniLM-L6-v2 (BERT, 6 layers, 384 wide) as BertForSequenceClassification with
+# 2 labels, its own dropouts (0.1) on as in training; the head is PEFT's SEQ_CLS modules_to_save copy.
+MINI = "all-minilm-l6-v2"
 ROWS = [
     Row(SMOL, "attention", r=4),
     Row(SMOL, "attention", r=8),
@@ -66,6 +69,14 @@ ROWS = [
     Row(TINY, "attention", batch_size=8, seq_len=512, grad_checkpointing=True),
     Row(TINY, "all-linear", seq_len=512, method="dora"),
     Row(TINY, "attention", batch_size=8, seq_len=128, dtype="bf16"),
+    Row(MINI, "query,value", r=8, batch_size=16, seq_len=64),
+    Row(MINI, "query,value", r=4, batch_size=32, seq_len=64),
+    Row(MINI, "query,value", r=8, batch_size=16, seq_len=128),
+    Row(MINI, "all-linear", r=8, batch_size=16, seq_len=64),
+    Row(MINI, "query,value", r=8, batch_size=16, seq_len=64, grad_checkpointing=True),
+    Row(MINI, "query,value", r=8, method="dora", batch_size=16, seq_len=64),
+    Row(MINI, "query,value", r=8, batch_size=16, seq_len=64, dtype="bf16", autocast=True),
+    Row(MINI, "all-linear", r=8, batch_size=16, seq_len=64, dtype="bf16", autocast=True),
 ]
 QUICK = [ROWS[1], ROWS[9], ROWS[17], ROWS[21]]
 
@@ -78,7 +89,12 @@ def build(row: Row) -> tuple[Any, Any]:
     from loratune.models import load_anatomy, resolve_source
     from loratune.models.weights import load_model
 
-    if row.model == SMOL:
+    if row.model == MINI:
+        from loratune.models.classifier import load_classifier
+
+        model, _ = load_classifier(resolve_source(MINI), ("a", "b"), dtype=row.dtype)
+        anatomy = anatomy_from_model(model, source=MINI)
+    elif row.model == SMOL:
         source = resolve_source(SMOL)
         model, _ = load_model(source, dtype=row.dtype)
         anatomy = load_anatomy(source)
@@ -164,6 +180,11 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--table", action="store_true", help="print the README table from --out, run nothing")
+    ap.add_argument(
+        "--models",
+        default=None,
+        help="comma list: run only these models' rows and merge them into --out (the other rows are kept)",
+    )
     args = ap.parse_args()
     if args.table:
         print(table(json.loads(args.out.read_text())["rows"]))
@@ -171,7 +192,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     rows: list[dict[str, Any]] = []
     t0 = time.perf_counter()
-    for row in QUICK if args.quick else ROWS:
+    only = set(args.models.split(",")) if args.models else None
+    todo = [r for r in ROWS if only is None or r.model in only]
+    for row in QUICK if args.quick else todo:
         rows.append(run_row(row))
         x = rows[-1]
         print(
@@ -180,6 +203,17 @@ def main() -> None:
             f"est {x['estimate_bytes']:>13,} meas {x['measured_bytes']:>13,} err {100 * x['rel_error']:+.2f} %",
             flush=True,
         )
+    merged: dict[str, Any] = {}
+    if only is not None and args.out.is_file():  # merge: keep the rows of the models not re-run, in ROWS order
+        previous = json.loads(args.out.read_text())
+        kept = [x for x in previous["rows"] if x["model"] not in only]
+        merged = {
+            "seconds": previous.get("seconds"),
+            "merged": f"rows of {', '.join(sorted(only))} re-run with --models "
+            f"({round(time.perf_counter() - t0, 1)} s) and merged into the earlier run's",
+        }
+        order = {m: i for i, m in enumerate(dict.fromkeys(r.model for r in ROWS))}
+        rows = sorted(kept + rows, key=lambda x: order.get(x["model"], len(order)))
     result = {
         "device": f"cpu ({platform.processor() or platform.machine()}), torch {torch.__version__}",
         "method": "PeakMemory live tensor storage; 1 measured step after an 8-token warm-up step",
@@ -187,6 +221,7 @@ def main() -> None:
         "max_abs_rel_error": max(abs(x["rel_error"]) for x in rows),
         "seconds": round(time.perf_counter() - t0, 1),
         "rows": rows,
+        **merged,
     }
     write_atomic(args.out, json.dumps(result, indent=2) + "\n")
     print()

@@ -75,7 +75,8 @@ def test_train_on_auto_says_where_it_ran(run, tiny_model_dir, qa_file, tmp_path,
 
 
 def test_4bit_train_then_eval_reproduces_the_validation_loss(run, tiny_model_dir, qa_file, tmp_path):  # noqa: F811
-    pytest.importorskip("bitsandbytes")
+    import bitsandbytes  # noqa: F401  (a dependency: missing is a failure)
+
     out = tmp_path / "q"
     p = run("train", str(tiny_model_dir), "--data", str(qa_file), *TRAIN, "--quant", "4bit", "--dtype", "bf16",
             "--device", "cpu", "--out", str(out), "--json")  # fmt: skip

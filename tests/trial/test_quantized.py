@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import bitsandbytes  # noqa: F401  (a dependency in pyproject: missing is a failure, not a skip)
 import pytest
 
 from loratune.anatomy.targets import TargetSpec
@@ -13,8 +14,6 @@ from loratune.trial import TrainSettings, TrialRunner
 from loratune.trial.evaluate import mean_loss
 
 from .conftest import TinyTokenizer, qa_examples, tiny_llama
-
-pytest.importorskip("bitsandbytes", reason="bitsandbytes is a dependency (pyproject); `make install` installs it")
 
 SPEC = AdapterSpec(TargetSpec(("q_proj", "v_proj")), r=4, alpha=8, dropout=0.0)
 # 4-bit matmuls on the CPU are slower than dense ones: few short steps.

@@ -32,6 +32,8 @@ def task_type(anatomy: Anatomy) -> str | None:
         return "SEQ_2_SEQ_LM"
     if anatomy.architecture.endswith(("ForCausalLM", "LMHeadModel")):
         return "CAUSAL_LM"
+    if anatomy.architecture.endswith("ForSequenceClassification"):
+        return "SEQ_CLS"  # PEFT then trains the head (classifier / score) in full
     return None  # encoder-only: the task head decides (SEQ_CLS, TOKEN_CLS...)
 
 
@@ -151,10 +153,18 @@ class Advisor:
                 else e
                 for e in (lit, comb)
             )
+        why = R.RANK_WHY
+        if self.task.name == "classification":  # the seed's r 1–4 vs the GLUE recipe (advise/classification.py)
+            from loratune.advise import classification as C
+
+            lit, why = C.literature_cls_rank(int(lit.inputs.get("capacity_r", 1))), C.CLS_RANK_WHY
+            seed = seed if self.rules == "seed" else comb
         if self.rules == "seed":
             ex = disagreement("r", seed, comb, "loratune follows the seed (--rules seed).")
         elif self.rules == "literature":
             ex = disagreement("r", lit, seed, "loratune follows the literature (--rules literature).")
+        elif self.task.name == "classification":
+            ex = disagreement("r", comb, lit, why)
         else:
             ex = disagreement("r", comb, seed, R.RANK_WHY)
         ex = self._cap_rank(ex, names)
@@ -258,9 +268,15 @@ class Advisor:
         return eff, micro, epochs, steps_per_epoch, total
 
     def lr(self, scaling: float, total: int | None) -> float:
+        lit = R.lr_literature(total)
+        if self.task.name == "classification":
+            from loratune.advise.classification import head_row, literature_cls_lr
+
+            lit = literature_cls_lr()
+            self.ex.append(head_row(self.a))
         ex = self.follow(
             R.lr_seed(scaling),
-            R.lr_literature(total),
+            lit,
             "loratune follows the literature: LR is the "
             "knob to tune; the seed's pairs tie it to alpha, which is fixed here.",
         )

@@ -7,7 +7,7 @@ from typing import Any
 
 from loratune.anatomy.roles import role_of
 from loratune.anatomy.targets import layer_index
-from loratune.anatomy.types import AdaptableModule, Anatomy, ArchFacts
+from loratune.anatomy.types import ENCODER_TYPES, AdaptableModule, Anatomy, ArchFacts
 
 
 def natural_key(name: str) -> tuple[Any, ...]:
@@ -43,7 +43,20 @@ def arch_facts(config: Any, modules: list[AdaptableModule]) -> ArchFacts:
         mlp_kind="swiglu" if gated else "gelu",
         max_positions=int(max_pos) if max_pos else None,
         is_encoder_decoder=bool(getattr(config, "is_encoder_decoder", False)),
+        **_encoder_dropouts(cfg),
     )
+
+
+def _encoder_dropouts(cfg: Any) -> dict[str, float]:
+    """BERT-family dropout probabilities (DistilBERT names them ``attention_dropout`` / ``dropout``)."""
+    if str(getattr(cfg, "model_type", "")) not in ENCODER_TYPES:
+        return {}
+    attn = getattr(cfg, "attention_probs_dropout_prob", None)
+    hidden = getattr(cfg, "hidden_dropout_prob", None)
+    return {
+        "attention_dropout": float(attn if attn is not None else getattr(cfg, "attention_dropout", 0.0) or 0.0),
+        "hidden_dropout": float(hidden if hidden is not None else getattr(cfg, "dropout", 0.0) or 0.0),
+    }
 
 
 def anatomy_from_model(model: Any, *, source: str) -> Anatomy:

@@ -14,6 +14,8 @@ from loratune.anatomy.extract import natural_key
 from loratune.anatomy.targets import LAYER_INDEX_RE
 from loratune.anatomy.types import AdaptableModule, Anatomy, ArchFacts
 
+_ZERO_DEFAULT = ("attention_dropout", "hidden_dropout")
+
 
 def _pattern(name: str) -> tuple[str, int | None]:
     m = LAYER_INDEX_RE.match(name)
@@ -84,7 +86,8 @@ def to_snapshot(anatomy: Anatomy) -> dict[str, Any]:
         "total_params": anatomy.total_params,
         "tied_embeddings": anatomy.tied_embeddings,
         "output_module": anatomy.output_module,
-        "facts": asdict(anatomy.facts),
+        # the encoder dropouts only where set: decoder snapshots keep their shape
+        "facts": {k: v for k, v in asdict(anatomy.facts).items() if k not in _ZERO_DEFAULT or v},
         "modules": _compress(mods),
         "module_params": _compress(params),
         "container_names": anatomy.container_names,

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from loratune.anatomy.types import ATTENTION_ROLES, MLP_ROLES, AdaptableModule, Anatomy, TargetWarning
 from loratune.errors import TargetError
@@ -108,6 +108,20 @@ def minimal_suffixes(anatomy: Anatomy, chosen: list[AdaptableModule]) -> list[st
     return out
 
 
+def suffix_hint(anatomy: Anatomy, chosen: list[AdaptableModule]) -> str:
+    """How to name exactly ``chosen`` in a warning: its minimal suffixes, or — when those pin one layer
+    each (BERT's MLP output ``layer.N.output.dense``, whose ``output.dense`` also ends
+    ``attention.output.dense``) — one regex with the layer index generalised."""
+    names = minimal_suffixes(anatomy, chosen)
+    if len(names) <= 3 or not all(re.search(r"(^|\.)\d+\.", n) for n in names):
+        return ", ".join(names)
+    patterns = {re.sub(r"\.\d+\.", r".\\d+.", m.name) for m in chosen}
+    if len(patterns) != 1:
+        return ", ".join(names)
+    rx = patterns.pop().replace(".", r"\.").replace(r"\\d+", r"\d+")
+    return "re:" + rx
+
+
 def expand_shorthand(anatomy: Anatomy, name: str) -> list[str] | None:
     """``attention`` → this model's attention module suffixes; None when ``name`` is no shorthand."""
     roles = SHORTHANDS.get(name.lower())
@@ -134,8 +148,27 @@ def _excluded(name: str, spec: TargetSpec) -> bool:
     return any(re.match(rf"(^|.*\.){m}($|\..*)", name) for m in spec.modules_to_save)
 
 
+# PEFT's PeftModelForSequenceClassification (task_type SEQ_CLS) appends these to modules_to_save
+# (peft_model.py, ``classifier_module_names``): the classification head is trained in full, never LoRA'd.
+SEQ_CLS_HEADS = ("classifier", "score")
+
+
+def task_modules_to_save(anatomy: Anatomy) -> tuple[str, ...]:
+    """The head names PEFT's SEQ_CLS adds for a ``…ForSequenceClassification`` model (none otherwise)."""
+    if not anatomy.architecture.endswith("ForSequenceClassification"):
+        return ()
+    return tuple(h for h in SEQ_CLS_HEADS if any(n.endswith(h) for n in anatomy.module_params))
+
+
+def with_task_heads(anatomy: Anatomy, spec: TargetSpec) -> TargetSpec:
+    """``spec`` with the modules_to_save PEFT adds for the model's task (a classifier's head)."""
+    extra = tuple(h for h in task_modules_to_save(anatomy) if h not in spec.modules_to_save)
+    return replace(spec, modules_to_save=spec.modules_to_save + extra) if extra else spec
+
+
 def resolve(anatomy: Anatomy, spec: TargetSpec) -> Resolution:
     """The modules ``spec`` adapts on ``anatomy``, in PEFT's exact semantics."""
+    spec = with_task_heads(anatomy, spec)
     candidates = [m for m in anatomy.modules if spec.include_embeddings or m.kind != "embedding"]
     targets = spec.target_modules
     if isinstance(targets, str) and targets.lower() != ALL_LINEAR and targets.lower() in SHORTHANDS:
@@ -247,8 +280,8 @@ def target_warnings(
             hit = [m for m in chosen if matches_suffix(m.name, t)]
             roles = tuple(sorted({m.role for m in hit}))
             if len(roles) > 1:
-                by_role = {r: minimal_suffixes(anatomy, [m for m in hit if m.role == r]) for r in roles}
-                alt = "; ".join(f"{r}: {', '.join(v)}" for r, v in by_role.items())
+                by_role = {r: suffix_hint(anatomy, [m for m in hit if m.role == r]) for r in roles}
+                alt = "; ".join(f"{r}: {v}" for r, v in by_role.items())
                 out.append(
                     TargetWarning(
                         "mixed_roles",
@@ -290,9 +323,7 @@ def anatomy_warnings(anatomy: Anatomy) -> list[TargetWarning]:
         if len(role_set) > 1:
             roles = tuple(sorted(role_set))
             hit = [m for m in anatomy.modules if m.suffix == suffix]
-            per_role = "; ".join(
-                f"{r} → {', '.join(minimal_suffixes(anatomy, [m for m in hit if m.role == r]))}" for r in roles
-            )
+            per_role = "; ".join(f"{r} → {suffix_hint(anatomy, [m for m in hit if m.role == r])}" for r in roles)
             out.append(
                 TargetWarning(
                     "ambiguous_suffix",

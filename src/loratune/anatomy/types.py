@@ -77,6 +77,10 @@ class AdaptableModule:
         return self.in_features * self.out_features
 
 
+# Bidirectional encoders with a BERT-style block: attention, dropout, LayerNorm, GELU MLP, dropout, LayerNorm.
+ENCODER_TYPES = frozenset({"bert", "roberta", "xlm-roberta", "distilbert", "deberta", "deberta-v2", "electra"})
+
+
 @dataclass(frozen=True)
 class ArchFacts:
     """The architecture numbers the memory estimate needs, read from the model config."""
@@ -90,6 +94,10 @@ class ArchFacts:
     mlp_kind: str  # "swiglu" (gated) or "gelu" (plain 2-matrix MLP)
     max_positions: int | None = None
     is_encoder_decoder: bool = False
+    # Encoders (BERT family) train with their own dropouts on: each keeps a mask (budget/memory.py).
+    # Read for ENCODER_TYPES only; 0.0 elsewhere (and left out of catalog snapshots when 0.0).
+    attention_dropout: float = 0.0
+    hidden_dropout: float = 0.0
 
 
 @dataclass(frozen=True)

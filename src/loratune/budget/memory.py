@@ -22,8 +22,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from loratune.anatomy.targets import resolve
-from loratune.anatomy.types import ATTENTION_ROLES, AdaptableModule, Anatomy
+from loratune.anatomy.targets import resolve, task_modules_to_save
+from loratune.anatomy.types import ATTENTION_ROLES, ENCODER_TYPES, AdaptableModule, Anatomy
 from loratune.budget.params import ParamBudget, count_params
 from loratune.budget.spec import AdapterSpec
 from loratune.errors import ConfigError
@@ -37,7 +37,9 @@ ATTN_IMPLS = ("sdpa", "eager")
 
 # Families whose blocks use LayerNorm (saves its input in the compute dtype) instead of RMSNorm
 # (transformers' LlamaRMSNorm upcasts to fp32 and saves that fp32 copy).
-_LAYERNORM_TYPES = frozenset({"gpt2", "bert", "falcon", "gpt_neox", "opt", "phi", "gptj", "bloom", "roberta"})
+_LAYERNORM_TYPES = frozenset(
+    {"gpt2", "bert", "falcon", "gpt_neox", "opt", "phi", "gptj", "bloom", "roberta"} | ENCODER_TYPES
+)
 # GPT-2's default activation "gelu_new" is written in Python (transformers.activations.NewGELUActivation):
 # 0.5·x·(1 + tanh(c·(x + 0.044715·x³))) keeps 4 tensors of the MLP width (x, tanh, 0.5·x, 1 + tanh).
 _PY_GELU_TYPES = frozenset({"gpt2"})
@@ -261,6 +263,9 @@ def _dora_module_acts(m: AdaptableModule, spec: AdapterSpec, settings: MemorySet
 
 def _norm_bytes(anatomy: Anatomy, settings: MemorySettings) -> int:
     t, d, h = settings.tokens, DTYPES[settings.dtype], anatomy.facts.hidden_size
+    if settings.autocast and is_encoder_classifier(anatomy):
+        # layer_norm autocasts to fp32: the residual stream, and so every LayerNorm's input, is fp32.
+        return t * h * 4 + 8 * t
     if anatomy.model_type in _LAYERNORM_TYPES:
         # LayerNorm (native_layer_norm): its input in dtype d, plus mean and rstd (2·t fp32).
         return t * h * d + 8 * t
@@ -307,6 +312,59 @@ def _mlp_bytes(anatomy: Anatomy, settings: MemorySettings) -> int:
     return t * i * d
 
 
+# ---- encoder classifiers (BERT family, ``…ForSequenceClassification``): bidirectional attention, no
+# KV cache, no RoPE, post-LayerNorm blocks, a GELU MLP, the model's own dropouts on in training, and a
+# pooler + small head instead of an LM head. Derived like the decoder rules from the autograd formulas
+# and BertLayer's forward (transformers models/bert/modeling_bert.py), checked with PeakMemory
+# (bench/memory_accuracy.py, the encoder rows).
+
+
+def is_encoder_classifier(anatomy: Anatomy) -> bool:
+    return anatomy.model_type in ENCODER_TYPES and bool(task_modules_to_save(anatomy))
+
+
+def num_labels(anatomy: Anatomy) -> int:
+    """Outputs of the classifier head (its last linear), 0 when the model is no classifier."""
+    heads = task_modules_to_save(anatomy)
+    outs = [m.out_features for m in anatomy.modules if any(m.name.split(".")[0].endswith(h) for h in heads)]
+    return outs[-1] if outs else 0
+
+
+def _dropout_mask_bytes(settings: MemorySettings) -> int:
+    # CPU: at::dropout multiplies by a mask tensor of the input's dtype and keeps it; CUDA: native_dropout's bool.
+    return DTYPES[settings.dtype] if settings.device == "cpu" else 1
+
+
+def _encoder_attention_bytes(anatomy: Anatomy, settings: MemorySettings) -> int:
+    """Self-attention of one encoder layer. q·kᵀ keeps q (scaled: a new tensor) and k, probs·v keeps v:
+    4 tensors t·h. With attention dropout in training (BERT: 0.1) SDPA cannot use its fused kernel and
+    runs the math path, like eager attention: the fp32-width softmax output, the dropout mask and the
+    dropped probabilities are kept, 3 tensors b·a·s² [cf. 2205.05198's 5·a·s²/h, which counts 16-bit
+    scores, softmax and a 1-byte mask]. Without dropout SDPA's flash kernel keeps q, k, v, out and the
+    log-sum-exp (b·a·s fp32) and no s² term. The output dropout (after attention.output.dense) keeps its mask."""
+    f = anatomy.facts
+    t, b, s, d = settings.tokens, settings.batch_size, settings.seq_len, DTYPES[settings.dtype]
+    h, a = f.hidden_size, f.num_attention_heads
+    out_mask = t * h * _dropout_mask_bytes(settings) if f.hidden_dropout > 0 else 0
+    if settings.attn_impl == "sdpa" and f.attention_dropout == 0:
+        return 4 * t * h * d + b * a * s * 4 + out_mask
+    probs = b * a * s * s * d * (3 if f.attention_dropout > 0 else 1)
+    if settings.autocast:
+        # softmax autocasts to fp32: its output and the dropout mask are fp32; probs·v keeps a 16-bit cast of
+        # the dropped probabilities, and (measured: 2 more bytes per element, b·s fits linear in s²) one more
+        # 16-bit s² tensor is kept on the way.
+        probs = b * a * s * s * ((4 + 4 + 2 * d) if f.attention_dropout > 0 else 4 + d)
+    return 4 * t * h * d + probs + out_mask
+
+
+def _encoder_mlp_bytes(anatomy: Anatomy, settings: MemorySettings) -> int:
+    """GELU keeps its input (t·i, erf form: F.gelu); the output dropout keeps its mask (t·h)."""
+    f = anatomy.facts
+    t, d = settings.tokens, DTYPES[settings.dtype]
+    mask = t * f.hidden_size * _dropout_mask_bytes(settings) if f.hidden_dropout > 0 else 0
+    return t * f.intermediate_size * d + mask
+
+
 def _input_needs_grad(m: AdaptableModule, layer: int, first: int, first_in_mlp: bool) -> bool:
     """Does the module's input carry a gradient? Not before the first adapted module (the embeddings
     are frozen): in the first adapted layer the q/k/v (or MLP-in) inputs come straight from the norm."""
@@ -334,17 +392,23 @@ def _per_layer(
     adapted = [by_name[m.name] for m in pb.modules if m.name in by_name]
     ranks = {m.name: m.r for m in pb.modules}
     first, first_in_mlp = _first_grad_point(anatomy, adapted)
+    encoder = is_encoder_classifier(anatomy)
     norm, attn, mlp = (
         _norm_bytes(anatomy, settings),
-        _attention_bytes(anatomy, settings, cache),
-        _mlp_bytes(anatomy, settings),
+        _encoder_attention_bytes(anatomy, settings) if encoder else _attention_bytes(anatomy, settings, cache),
+        _encoder_mlp_bytes(anatomy, settings) if encoder else _mlp_bytes(anatomy, settings),
     )
     out: list[_LayerActs] = []
     for layer in range(anatomy.num_layers):
         if layer < first:
             out.append(_LayerActs())  # nothing upstream needs a gradient: autograd keeps nothing
             continue
-        if layer == first and first_in_mlp:
+        if encoder:
+            # post-LN blocks: both LayerNorms come after the first adapted module of the layer
+            acts = (
+                _LayerActs(mlp=mlp, norm=norm) if layer == first and first_in_mlp else _LayerActs(attn, mlp, 2 * norm)
+            )
+        elif layer == first and first_in_mlp:
             acts = _LayerActs(mlp=mlp)  # attention and both norms run without grad in this layer
         elif layer == first:
             acts = _LayerActs(attention=attn, mlp=mlp, norm=norm)  # the input norm runs without grad
@@ -394,13 +458,29 @@ def estimate_memory(
     # one at once: 3·t·V·4 B, the largest moment of the step for any real vocabulary.
     logits = t * f.vocab_size * 4
     logits_grad = 2 * t * f.vocab_size * 4
+    labels = num_labels(anatomy)
+    if labels:
+        # A classifier: no LM head. An encoder pools its first token (pooler dense + tanh: b·h, then the
+        # head's dropout mask and input, b·h each) and has no final norm; a decoder's score head runs on
+        # every position (t·labels) before the last real token is picked. The loss is over b·labels.
+        pooled = 3 * settings.batch_size * h * 4 if is_encoder_classifier(anatomy) else t * labels * 4
+        final_norm = _LayerActs(norm=pooled if is_encoder_classifier(anatomy) else final_norm.norm)
+        logits = settings.batch_size * labels * 4
+        logits_grad = 2 * logits
     # A block's backward holds a few gradients at once (silu·up: grads of both operands and of down's
     # input, t·i each, plus the residual's t·h fp32); this is the peak only when the vocabulary is tiny.
     # (measured: GeLU's backward holds two t·i gradients and two t·h ones).
     block_grad = 3 * t * i * d + t * h * 4 if f.mlp_kind == "swiglu" else 2 * t * i * d + 2 * t * h * 4
+    # A post-LN encoder block's backward starts at its LayerNorm: the residual's gradient and LN's input
+    # gradient (t·h fp32 each) are alive with every activation; the t·i gradients come only after the
+    # MLP's own saved tensors are freed (measured: the peak is all activations + 2·t·h·4). Under
+    # checkpointing (one recomputed layer alive) the t·i gradients do count.
+    encoder_block_grad = 2 * t * h * 4 if is_encoder_classifier(anatomy) else block_grad
     # input ids and shifted labels (int64); RoPE cos and sin (seq·head_dim in d, shared by all layers).
     rope = 0 if anatomy.model_type in _LAYERNORM_TYPES else 2 * s * f.head_dim * d
     other = 2 * t * 8 + rope
+    if labels:
+        other = t * 8 + settings.batch_size * 8 + rope  # input ids, one label per row
     static = weights + adapter + optim + other
     # In a block's backward only the adapters of the blocks already walked back through have gradients:
     # at the last block, its own (the peak with a tiny vocabulary sits there).
@@ -429,7 +509,7 @@ def estimate_memory(
         phases = {
             "loss backward": (acts + final_norm, logits, logits_grad, 0, 0),
             # the final norm's saved input is released before the blocks' backward starts
-            "block backward": (acts, 0, 0, block_grad, last_grads),
+            "block backward": (acts, 0, 0, encoder_block_grad, last_grads),
         }
     phase, (acts, lg, lg_grad, transient, grads_alive) = max(
         phases.items(), key=lambda kv: kv[1][0].total + sum(kv[1][1:])

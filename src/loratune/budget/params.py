@@ -17,7 +17,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from loratune.anatomy.targets import Resolution, resolve
+from loratune.anatomy.targets import Resolution, resolve, with_task_heads
 from loratune.anatomy.types import AdaptableModule, Anatomy, TargetWarning
 from loratune.budget.spec import AdapterSpec
 from loratune.errors import ConfigError, TargetError
@@ -91,7 +91,8 @@ def count_params(anatomy: Anatomy, spec: AdapterSpec, resolution: Resolution | N
             ModuleBudget(m.name, m.layer, m.role, m.in_features, m.out_features, r, alpha, module_params(m, r, spec))
         )
     _check_ranks_fit(mods, spec)
-    saved = _modules_to_save_params(anatomy, spec.targets.modules_to_save)
+    # A classifier's head (PEFT's SEQ_CLS default modules_to_save) is a trained copy too.
+    saved = _modules_to_save_params(anatomy, with_task_heads(anatomy, spec.targets).modules_to_save)
     trainable = sum(m.params for m in mods) + saved
     frozen_extra = len(mods) if spec.method == "adalora" else 0  # AdaLoRA's ranknum scalars
     return ParamBudget(

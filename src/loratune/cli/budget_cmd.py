@@ -33,6 +33,7 @@ from loratune.cli.common import JsonOpt, ModelArg, console, print_json, warn_lin
 from loratune.errors import ConfigError
 from loratune.measure.preflight import Preflight
 from loratune.models import load_anatomy, resolve_source
+from loratune.models.seq_cls import load_task_anatomy
 from loratune.units import fmt_bytes, fmt_count, parse_int_list, parse_size
 
 
@@ -156,12 +157,16 @@ def budget(
         ),
     ] = False,
     memory: Annotated[bool, typer.Option("--memory", help="Show every memory term.")] = False,
+    task_type: Annotated[
+        str, typer.Option("--task-type", help="causal-lm, or seq-cls: the model as a classifier (its head counted).")
+    ] = "causal-lm",
+    num_labels: Annotated[int, typer.Option("--num-labels", help="seq-cls: outputs of the classifier head.")] = 2,
     json_out: JsonOpt = False,
 ) -> None:
     """Count exactly what a LoRA config trains — equal to PEFT's count, without loading weights."""
     file = read_adapter_file(config) if config is not None else None  # before the model: a bad file is cheap
     vram_bytes = parse_size(vram, "--vram") if vram is not None else None
-    anatomy = load_anatomy(resolve_source(model))
+    anatomy = load_task_anatomy(resolve_source(model), task_type, num_labels, load=load_anatomy)
     ft: TargetSpec | None = file.values.get("targets") if file else None
     layer_list = tuple(parse_int_list(layers, what="layer range", upper=anatomy.num_layers)) if layers else None
     target_spec = TargetSpec(

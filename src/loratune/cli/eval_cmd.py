@@ -21,7 +21,12 @@ def evaluate(
     adapter: Annotated[
         Path | None, typer.Option("--adapter", help="A PEFT adapter directory (from `loratune train`).")
     ] = None,
-    fmt: Annotated[str, typer.Option("--format", help="auto, prompt-response, alpaca, chat or text.")] = "auto",
+    fmt: Annotated[
+        str, typer.Option("--format", help="auto, prompt-response, alpaca, chat, text or classification.")
+    ] = "auto",
+    task_type: Annotated[
+        str, typer.Option("--task-type", help="auto (from the data), causal-lm or seq-cls (a classifier).")
+    ] = "auto",
     prompt_column: Annotated[str, typer.Option("--prompt-column", help="Prompt column name.")] = "prompt",
     response_column: Annotated[str, typer.Option("--response-column", help="Response column name.")] = "response",
     split: Annotated[
@@ -74,9 +79,31 @@ def evaluate(
             raise ConfigError(f"{name} must be at least {low}, got {value}", f"pass e.g. {name} {max(low, 8)}")
         if high is not None and value > high:
             raise ConfigError(f"{name} must be at most {high}, got {value}", f"pass e.g. {name} 0")
-    raw = read(data, format=fmt, prompt_column=prompt_column, response_column=response_column)
+    from loratune.data.classification import resolve_task_type
+
+    seq_cls = resolve_task_type(task_type, data, fmt) == "seq-cls"
+    if not seq_cls:
+        raw = read(data, format=fmt, prompt_column=prompt_column, response_column=response_column)
     if adapter is not None:
         check_adapter_dir(adapter, allow_pickle=allow_pickle)
+    if seq_cls:  # a classifier: loss, accuracy, macro-F1 (cli/cls_cmd.py)
+        from loratune.cli.cls_cmd import eval_seq_cls
+        from loratune.data.classification import read_cls
+
+        eval_seq_cls(
+            model,
+            read_cls(data),
+            adapter=adapter,
+            split=split,
+            val_fraction=val_fraction,
+            seed=seed,
+            batch_size=batch_size,
+            max_length=max_length,
+            compute_dtype=resolve_compute_dtype(dtype, "cpu"),
+            allow_pickle=allow_pickle,
+            json_out=json_out,
+        )
+        return
     metrics = read_metrics(adapter) if adapter is not None else None
     recorded = recorded_attention(metrics)
     # An adapter trained over a 4-bit base is scored over a 4-bit base unless --quant says otherwise.

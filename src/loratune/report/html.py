@@ -118,9 +118,12 @@ def _stages_section(data: StudyData) -> list[str]:
 
 def _trials_section(data: StudyData) -> list[str]:
     chosen_number = data.choice.chosen.best.number if data.choice else None
+    # a classifier's study: validation accuracy and macro-F1 before/after as well
+    is_cls = any(rec.result is not None and rec.result.val_accuracy_after is not None for rec in data.records)
+    cls_head = "<th>val acc before</th><th>val acc after</th><th>val F1 after</th>" if is_cls else ""
     head = (
         "<tr><th>#</th><th class='l'>stage</th><th class='l'>variant</th><th>lr</th><th class='l'>state</th>"
-        "<th>val ppl before</th><th>val ppl after</th><th>ref ppl after</th><th>trainable</th>"
+        f"<th>val ppl before</th><th>val ppl after</th>{cls_head}<th>ref ppl after</th><th>trainable</th>"
         "<th>est. memory</th><th>peak memory</th><th>seconds</th><th>tokens</th><th class='l'>note</th></tr>"
     )
     rows = []
@@ -139,7 +142,8 @@ def _trials_section(data: StudyData) -> list[str]:
             f'<td class="l">{_e(rec.variant.label() if rec.variant else "—")}</td>'
             f"<td>{_e(_num(rec.learning_rate, '{:g}'))}</td><td class='l'>{_e(r.status if r else state)}</td>"
             f"<td>{_e(_num(r.val_ppl_before if r else None))}</td><td>{_e(_num(r.val_ppl_after if r else None))}</td>"
-            f"<td>{_e(_num(r.ref_ppl_after if r else None))}</td>"
+            + (_cls_cells(r) if is_cls else "")
+            + f"<td>{_e(_num(r.ref_ppl_after if r else None))}</td>"
             f"<td>{_e(f'{r.trainable_params:,}' if r else '—')}</td>"
             f"<td>{_e(fmt_bytes(est) if est else '—')}</td>"
             f"<td>{_e(fmt_bytes(r.peak_memory_bytes) if r and r.peak_memory_bytes else '—')}</td>"
@@ -148,6 +152,11 @@ def _trials_section(data: StudyData) -> list[str]:
             f'<td class="l">{_e(note)}</td></tr>'
         )
     return ["<h2>Every trial</h2>", "<table>", head, *rows, "</table>"]
+
+
+def _cls_cells(r: Any) -> str:
+    vals = (r.val_accuracy_before, r.val_accuracy_after, r.val_f1_after) if r is not None else (None,) * 3
+    return "".join(f"<td>{_e(_num(v, '{:.3f}'))}</td>" for v in vals)
 
 
 def write_report(data: StudyData, out_dir: Path) -> list[Path]:

@@ -63,7 +63,7 @@ def load_study(directory: Path, storage: str | None = None) -> StudyData:
             raise ConfigError(f"{directory} holds no study ({db} is missing)", "run `loratune search` first")
         records = read_study_records(db)
     best = read_best_config(directory / BEST_CONFIG) if (directory / BEST_CONFIG).is_file() else {}
-    scores = score_variants(r for r in records if r.result is not None)
+    scores = score_variants((r for r in records if r.result is not None), config.metric if config else "loss")
     choice = None
     if scores:
         # Recomputed from the trials with the search's own rule, so a report of an unfinished (killed)

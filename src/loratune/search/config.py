@@ -65,6 +65,8 @@ class SearchConfig:
     time_budget: float | None = field(
         default=None, metadata=_help("minutes: size steps, val examples and LR runs to end in about this")
     )
+    task_type: str = field(default="auto", metadata=_help("causal-lm, seq-cls, or auto (from the data)"))
+    metric: str = field(default="loss", metadata=_help("what the knee ranks by: loss, or accuracy / f1 (seq-cls)"))
 
     def __post_init__(self) -> None:
         _check_types(self, what="search option")
@@ -100,6 +102,14 @@ class SearchConfig:
         if self.max_forgetting is not None and self.reference == "none":
             raise ConfigError("--max-forgetting needs reference text", "pass --reference demo (or a file)")
         self.module_sets  # noqa: B018  (parsing is the check: a bad --modules fails before any model loads)
+        from loratune.data.classification import TASK_TYPES
+        from loratune.search.metric import check_metric
+
+        check_metric(self.metric)
+        if self.task_type not in TASK_TYPES:
+            raise ConfigError(f"unknown --task-type {self.task_type!r}", f"use one of {', '.join(TASK_TYPES)}")
+        if self.metric != "loss" and self.task_type == "causal-lm":
+            raise ConfigError(f"--metric {self.metric} needs a classifier", "use --task-type seq-cls or --metric loss")
         if self.time_budget is not None and not (self.time_budget > 0 and math.isfinite(self.time_budget)):
             raise ConfigError(f"--time-budget must be positive minutes, got {self.time_budget}", "use e.g. 10")
         _check_exports(self.export)

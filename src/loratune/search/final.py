@@ -22,7 +22,8 @@ def peft_config(anatomy: Any, variant: Any) -> dict[str, Any]:
 
     spec = variant.adapter_spec(anatomy.num_layers)
     kw = spec.peft_kwargs(resolve(anatomy, spec.targets).peft_target_modules)
-    kw.setdefault("task_type", "CAUSAL_LM")
+    seq_cls = anatomy.architecture.endswith("ForSequenceClassification")
+    kw.setdefault("task_type", "SEQ_CLS" if seq_cls else "CAUSAL_LM")
     return kw
 
 

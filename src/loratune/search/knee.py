@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from loratune.errors import ConfigError
+from loratune.search.metric import LABELS, metric_score, metric_value
 from loratune.search.space import Variant
 from loratune.search.study import TrialRecord
 from loratune.units import fmt_bytes, fmt_count
@@ -27,10 +28,22 @@ class VariantScore:
     variant: Variant
     best: TrialRecord
     runs: list[TrialRecord] = field(default_factory=list)
+    metric: str = "loss"  # what ranks variants (search/metric.py); perplexity for loss
 
     @property
     def ppl(self) -> float:
         return self.best.val_ppl
+
+    @property
+    def score(self) -> float:
+        """Lower is better: the perplexity, or 1 / accuracy (F1) when the search ranks by those."""
+        return self.ppl if self.metric == "loss" else metric_score(self.best.result, self.metric)
+
+    @property
+    def value(self) -> float:
+        """The ranking metric's own value (perplexity, accuracy or F1)."""
+        v = metric_value(self.best.result, self.metric)
+        return v if v is not None else math.inf
 
     @property
     def runs_trained(self) -> int:
@@ -73,18 +86,22 @@ class VariantScore:
         return f"{c * 1000:.3f} ms/token"
 
 
-def score_variants(records: Iterable[TrialRecord]) -> list[VariantScore]:
-    """Group runs by variant; each variant is scored at its best LR. Variants with no finite result drop out."""
+def score_variants(records: Iterable[TrialRecord], metric: str = "loss") -> list[VariantScore]:
+    """Group runs by variant; each variant is scored at its best LR (by ``metric``, ties to the lower loss).
+    Variants with no finite result drop out."""
     groups: dict[Variant, list[TrialRecord]] = {}
     for rec in records:
         if rec.variant is not None and rec.result is not None:
             groups.setdefault(rec.variant, []).append(rec)
     out = []
     for variant, runs in groups.items():
-        best = min(runs, key=lambda r: (r.val_loss, r.number))
-        if math.isfinite(best.val_loss):
-            out.append(VariantScore(variant, best, runs))
-    return sorted(out, key=lambda s: (s.ppl, s.variant))
+        if metric == "loss":
+            best = min(runs, key=lambda r: (r.val_loss, r.number))
+        else:
+            best = min(runs, key=lambda r: (metric_score(r.result, metric), r.val_loss, r.number))
+        if math.isfinite(best.val_loss) and math.isfinite(VariantScore(variant, best, runs, metric).score):
+            out.append(VariantScore(variant, best, runs, metric))
+    return sorted(out, key=lambda s: (s.score, s.variant))
 
 
 @dataclass
@@ -99,6 +116,8 @@ class Choice:
 
     def reason(self) -> str:
         c, b = self.chosen, self.best
+        if c.metric != "loss":
+            return self._metric_reason()
         if c.variant == b.variant:
             text = (
                 f"{c.variant.label()} has the best validation perplexity ({c.ppl:.4f}) and no variant within "
@@ -118,8 +137,24 @@ class Choice:
             )
         return text + f" Learning rate {c.learning_rate:g} (tuned for this variant)."
 
+    def _metric_reason(self) -> str:
+        c, b, what = self.chosen, self.best, LABELS[self.chosen.metric]
+        if c.variant == b.variant:
+            text = (
+                f"{c.variant.label()} has the best {what} ({c.value:.4f}) and no variant within "
+                f"{self.tolerance:.1%} of it costs less ({c.describe_cost(self.cost)})."
+            )
+        else:
+            text = (
+                f"{c.variant.label()} is the cheapest of the {len(self.eligible)} variants within "
+                f"{self.tolerance:.1%} of the best {what} ({b.value:.4f}, {b.variant.label()}): "
+                f"{c.value:.4f} for {c.describe_cost(self.cost)} instead of {b.describe_cost(self.cost)}."
+            )
+        return text + f" Learning rate {c.learning_rate:g} (tuned for this variant)."
+
     def to_dict(self) -> dict[str, Any]:
         return {
+            "metric": self.chosen.metric,
             "chosen": _score_dict(self.chosen, self.cost),
             "best": _score_dict(self.best, self.cost),
             "eligible": [s.variant.label() for s in self.eligible],
@@ -137,6 +172,7 @@ def _score_dict(s: VariantScore, cost: str) -> dict[str, Any]:
         "label": s.variant.label(),
         "learning_rate": s.learning_rate,
         "val_ppl": s.ppl,
+        **({s.metric: s.value} if s.metric != "loss" else {}),
         "cost": s.cost(cost),
         "trainable_params": s.best.result.trainable_params if s.best.result else None,
         "forgetting": s.forgetting,
@@ -164,16 +200,17 @@ def choose(
                 f"every variant forgets more than {max_forgetting:.1%} (least: {least:.1%})",
                 "raise --max-forgetting or search lower ranks / fewer modules",
             )
-    best = min(feasible, key=lambda s: (s.ppl, s.cost(cost)))
-    eligible = [s for s in feasible if s.ppl <= best.ppl * (1 + tolerance)]
-    chosen = min(eligible, key=lambda s: (s.cost(cost), s.ppl))
+    # score = perplexity, or 1 / accuracy (F1) for a classifier's metric: "within tolerance" is relative either way
+    best = min(feasible, key=lambda s: (s.score, s.cost(cost)))
+    eligible = [s for s in feasible if s.score <= best.score * (1 + tolerance)]
+    chosen = min(eligible, key=lambda s: (s.cost(cost), s.score))
     return Choice(chosen, best, eligible, ruled_out, cost, tolerance, max_forgetting)
 
 
 def pareto_front(scores: list[VariantScore], cost: str) -> list[VariantScore]:
     """Variants no other beats on both cost and perplexity, cheapest first."""
     front: list[VariantScore] = []
-    for s in sorted(scores, key=lambda s: (s.cost(cost), s.ppl)):
-        if not front or s.ppl < front[-1].ppl:
+    for s in sorted(scores, key=lambda s: (s.cost(cost), s.score)):
+        if not front or s.score < front[-1].score:
             front.append(s)
     return front

@@ -35,6 +35,7 @@ class OptunaOptions:
     cost: str = "params"
     tolerance: float = 0.01
     max_forgetting: float | None = None
+    metric: str = "loss"  # the knee ranks by it; TPE and pruning follow the validation loss
 
     def __post_init__(self) -> None:
         if self.n_trials < 1:
@@ -104,7 +105,7 @@ def optuna_search(
         started = time.perf_counter()
         rec = study.run(RunConfig(variant, lr, stage="optuna"), objective, trial=trial, prune=opt.pruner != "none")
         log(RunFinished(rec, time.perf_counter() - started, max(0, opt.n_trials - distinct_done())))
-    scores = score_variants(study.finished())
+    scores = score_variants(study.finished(), opt.metric)
     choice = choose(scores, cost=opt.cost, tolerance=opt.tolerance, max_forgetting=opt.max_forgetting)
     tried = [s.variant for s in scores]
     return SearchOutcome("optuna", [StageLog("optuna", tried, choice.chosen.variant, choice.reason())], choice)

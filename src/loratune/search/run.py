@@ -112,6 +112,7 @@ def staged_options(config: SearchConfig) -> StagedOptions:
         cost=config.cost,
         tolerance=config.tolerance,
         max_forgetting=config.max_forgetting,
+        metric=config.metric,
     )
 
 
@@ -129,6 +130,7 @@ def optuna_options(config: SearchConfig) -> Any:
         cost=config.cost,
         tolerance=config.tolerance,
         max_forgetting=config.max_forgetting,
+        metric=config.metric,
         # the same LR candidates the staged sweep walks: center and the next ladder step(s)
         lr_steps=(-half, config.lr_runs - 1 - half),
     )
@@ -143,6 +145,17 @@ def load_inputs(config: SearchConfig, *, log: Log = ignore) -> SearchInputs:
     from loratune.trial import TrialRunner
 
     source = resolve_source(config.model)
+    from loratune.data.classification import resolve_task_type
+
+    if resolve_task_type(config.task_type, config.data) == "seq-cls":  # a classifier: search/cls_data.py
+        from loratune.search.cls_data import load_cls_inputs
+
+        return load_cls_inputs(config, source, log=log)
+    if config.metric != "loss":
+        raise ConfigError(
+            f"--metric {config.metric} needs classification data ({config.data} is generation data)",
+            "use --metric loss, or classification data (text + label columns)",
+        )
     anatomy = load_anatomy(source)
     config.check_against(anatomy)  # a --modules set that matches nothing is refused before the weights load
     log(ModelLoading(source.label))
@@ -265,7 +278,7 @@ def run_search(
             outcome = _run_strategy(config, study, _Tracked(objective, log), inputs.baseline, base_lr, log)
 
         finished = study.finished()
-        scores = score_variants(finished)
+        scores = score_variants(finished, config.metric)
         trained, cached = run_counts(finished)
         from loratune.search.final import best_config, write_outputs
 

@@ -18,6 +18,7 @@ from typing import Any
 from loratune.search.events import Log, RunFinished, StageStarted, VariantScored, ignore
 from loratune.search.knee import Choice, VariantScore, choose, score_variants
 from loratune.search.lr import LRPlan, tune_lr
+from loratune.search.metric import metric_score
 from loratune.search.space import RunConfig, Variant
 from loratune.search.study import Objective, SearchStudy
 
@@ -34,6 +35,7 @@ class StagedOptions:
     cost: str = "params"
     tolerance: float = 0.01
     max_forgetting: float | None = None
+    metric: str = "loss"  # loss (perplexity), or a classifier's accuracy / f1 (search/metric.py)
 
 
 @dataclass
@@ -103,17 +105,18 @@ class StagedSearch:
             rec = self.study.run(RunConfig(variant, lr, stage=stage), self.objective)
             self._requested += 1
             self.log(RunFinished(rec, time.perf_counter() - started, self.runs_left()))
-            return rec.val_loss
+            return rec.val_loss if self.opt.metric == "loss" else metric_score(rec.result, self.opt.metric)
 
         sweep = tune_lr(loss_at, self.plan, self.plan.center(variant))
         runs = [r for r in self.study.finished() if r.variant == variant]
-        scored = score_variants(runs)
+        scored = score_variants(runs, self.opt.metric)
         if scored:
             self._scores[variant] = scored[0]
             self.log(VariantScored(variant, scored[0].ppl, sweep.best_lr, stage))
             return scored[0]
         self.log(VariantScored(variant, None, None, stage))
-        failed = VariantScore(variant, runs[0], runs)  # tune_lr ran at least once, so runs is not empty
+        # tune_lr ran at least once, so runs is not empty
+        failed = VariantScore(variant, runs[0], runs, self.opt.metric)
         self._scores[variant] = failed
         return failed
 
@@ -144,13 +147,13 @@ class StagedSearch:
     def _pick(self, variants: list[Variant], stage: str, tolerance: float) -> Variant:
         self._submit(variants, stage)
         scores = [self.evaluate(v, stage) for v in variants]
-        finite = [s for s in scores if s.best.result is not None and s.ppl < float("inf")]
+        finite = [s for s in scores if s.best.result is not None and s.score < float("inf")]
         if not finite:
             return variants[0]
         return choose(finite, cost=self.opt.cost, tolerance=tolerance, max_forgetting=None).chosen.variant
 
     def _ppl(self, v: Variant, stage: str) -> float:
-        return self.evaluate(v, stage).ppl
+        return self.evaluate(v, stage).score  # perplexity, or 1 / accuracy (F1): relative either way
 
     def run(self, baseline: Variant) -> SearchOutcome:
         o = self.opt
@@ -194,7 +197,7 @@ class StagedSearch:
             stages.append(StageLog("layers", pair, current, "adapting only the top half of the layers"))
 
         self._planned_runs = 0  # the plan is walked: nothing left to run
-        all_scores = [s for s in self._scores.values() if s.best.result is not None and s.ppl < float("inf")]
+        all_scores = [s for s in self._scores.values() if s.best.result is not None and s.score < float("inf")]
         choice = choose(all_scores, cost=o.cost, tolerance=o.tolerance, max_forgetting=o.max_forgetting)
         stages.append(StageLog("final", [s.variant for s in all_scores], choice.chosen.variant, choice.reason()))
         return SearchOutcome("staged", stages, choice)

