@@ -289,7 +289,7 @@ def pooled_optuna(study: PooledStudy, opt: Any, *, baseline: Variant | None, log
             if study.pool is not None:
                 study.pool.check(study)
         time.sleep(POLL_S)
-    scores = score_variants(study.finished())
+    scores = score_variants(study.finished(), opt.metric)
     choice = choose(scores, cost=opt.cost, tolerance=opt.tolerance, max_forgetting=opt.max_forgetting)
     tried = [s.variant for s in scores]
     return SearchOutcome("optuna", [StageLog("optuna", tried, choice.chosen.variant, choice.reason())], choice)
