@@ -45,9 +45,8 @@ def test_trial_builds_adalora_with_the_advised_schedule(monkeypatch):
     import sys
     import types
 
-    import pytest
+    import torch  # noqa: F401
 
-    pytest.importorskip("torch")
     from loratune.anatomy.targets import TargetSpec
     from loratune.budget.spec import AdapterSpec
     from loratune.models import load_anatomy, resolve_source

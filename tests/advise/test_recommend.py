@@ -152,13 +152,8 @@ def test_count_data_counts_examples_and_approximate_tokens(tmp_path):
     assert rec.explanation("r").inputs["dataset_tokens"] == 750
 
 
-def test_local_directory(tmp_path):
-    from transformers import LlamaConfig
-
-    LlamaConfig(
-        hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-        vocab_size=256,
-    ).save_pretrained(tmp_path)  # fmt: skip
+def test_local_directory(tiny_config, tmp_path):
+    tiny_config("llama", vocab_size=256).save_pretrained(tmp_path)
     rec = recommend(load_anatomy(resolve_source(str(tmp_path))), AdviceInputs(task="simple-qa", dataset_size=100))
     # all 7 projections × 2 layers at r=8: q 64→64, k/v 64→32, o 64→64, gate/up 64→128, down 128→64
     per_layer = 8 * ((64 + 64) + 2 * (64 + 32) + (64 + 64) + 2 * (64 + 128) + (128 + 64))

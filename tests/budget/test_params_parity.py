@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import warnings
 
+import peft  # noqa: E402  (a dependency: missing is a failure)
 import pytest
 
 from loratune.anatomy.extract import anatomy_from_model
 from loratune.anatomy.targets import TargetSpec, parse_targets, resolve
 from loratune.budget import AdapterSpec, count_params
 from loratune.models import build_meta_model, load_anatomy, read_config, resolve_source
-
-peft = pytest.importorskip("peft")
 
 
 def spec(targets: str, r: int = 8, alpha: float = 16, method: str = "lora", **kw) -> AdapterSpec:
@@ -109,27 +108,13 @@ def test_seed_gpt2_example_is_811008() -> None:
 
 # AdaLoRA: PEFT leaves its frozen ``ranknum`` scalars trainable when moved to the meta device, so
 # its parity is checked on real (small) weights: tiny random models and SmolLM2-sized shapes.
-def _tiny(kind: str):
+def _tiny(tiny_config, kind: str):
     import torch
-    from transformers import BertConfig, BertModel, GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+    from transformers import BertModel, GPT2LMHeadModel, LlamaForCausalLM
 
     torch.manual_seed(0)
-    if kind == "llama":
-        return LlamaForCausalLM(
-            LlamaConfig(
-                hidden_size=64,
-                intermediate_size=128,
-                num_hidden_layers=2,
-                num_attention_heads=4,
-                num_key_value_heads=2,
-                vocab_size=128,
-            )
-        )
-    if kind == "gpt2":
-        return GPT2LMHeadModel(GPT2Config(n_embd=64, n_layer=2, n_head=4, vocab_size=128, n_positions=64))
-    return BertModel(
-        BertConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128, vocab_size=128)
-    )
+    model_class = {"llama": LlamaForCausalLM, "gpt2": GPT2LMHeadModel, "bert": BertModel}[kind]
+    return model_class(tiny_config(kind, **({"n_positions": 64} if kind == "gpt2" else {})))
 
 
 @pytest.mark.parametrize(
@@ -142,8 +127,8 @@ def _tiny(kind: str):
         ("llama", spec("mlp", r=8, method="adalora", target_r=4, layers_to_transform=(1,))),
     ],
 )
-def test_adalora_count_equals_peft(kind: str, adapter: AdapterSpec) -> None:
-    model = _tiny(kind)
+def test_adalora_count_equals_peft(tiny_config, kind: str, adapter: AdapterSpec) -> None:
+    model = _tiny(tiny_config, kind)
     anatomy = anatomy_from_model(model, source=kind)
     ours = count_params(anatomy, adapter)
     assert peft_counts(model, ours.peft_config, "adalora") == (ours.trainable_params, ours.all_params)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import warnings
 
+import peft  # noqa: E402  (a dependency: missing is a failure)
 import pytest
 
 from loratune.anatomy.extract import anatomy_from_model
@@ -17,8 +18,6 @@ from loratune.anatomy.targets import TargetSpec, parse_targets, resolve, task_mo
 from loratune.budget import AdapterSpec, count_params
 from loratune.models import build_meta_model, read_config, resolve_source
 from loratune.models.seq_cls import seq_cls_config
-
-peft = pytest.importorskip("peft")
 
 SMALL = {
     "hidden_size": 128,

@@ -160,7 +160,8 @@ def test_peft_fields_reads_integral_floats() -> None:
 
 
 def test_peft_keys_are_peft_own_fields() -> None:
-    peft = pytest.importorskip("peft")
+    import peft
+
     fields = {f.name for cls in (peft.LoraConfig, peft.AdaLoraConfig) for f in dataclasses.fields(cls)}
     # An older/newer PEFT may add fields; every field loratune lists must still be real in 0.21.
     if peft.__version__.startswith("0.21"):

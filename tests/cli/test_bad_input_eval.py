@@ -9,9 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.test_bad_input_train import assert_refused_cheaply, cli  # noqa: F401  (fixture)
-from tests.cli.test_train_cmd import qa_file, tiny_model_dir  # noqa: F401  (module fixtures)
-
 LORA = {"peft_type": "LORA", "r": 8, "lora_alpha": 16, "target_modules": ["q_proj", "v_proj"]}
 
 
@@ -26,8 +23,8 @@ LORA = {"peft_type": "LORA", "r": 8, "lora_alpha": 16, "target_modules": ["q_pro
         ("--seed", "99999999999999999999999", "--seed must be at most 4294967295"),
     ],
 )
-def test_a_bad_number_is_one_line_before_torch(flag, value, needle, qa_file, tmp_path):  # noqa: F811
-    assert_refused_cheaply(["eval", "smollm2-135m", "--data", str(qa_file), flag, value], needle, tmp_path)
+def test_a_bad_number_is_one_line_before_torch(refused_cheaply, flag, value, needle, qa_file, tmp_path):
+    refused_cheaply(["eval", "smollm2-135m", "--data", str(qa_file), flag, value], needle, tmp_path)
 
 
 def _adapter(root: Path, name: str, config: str | dict | None, weights: dict[str, bytes]) -> Path:
@@ -55,23 +52,23 @@ SAFE_EMPTY = struct.pack("<Q", 2) + b"{}"
         (LORA, {"adapter_model.safetensors": struct.pack("<Q", 10**9) + b"{}"}, "is not a valid safetensors file"),
     ],
 )
-def test_a_bad_adapter_is_one_line_before_torch(config, weights, needle, qa_file, tmp_path):  # noqa: F811
+def test_a_bad_adapter_is_one_line_before_torch(refused_cheaply, config, weights, needle, qa_file, tmp_path):
     d = _adapter(tmp_path, "adapter", config, weights)
     args = ["eval", "smollm2-135m", "--data", str(qa_file), "--adapter", str(d)]
-    assert_refused_cheaply(args, needle, tmp_path)
+    refused_cheaply(args, needle, tmp_path)
 
 
-def test_pickle_message_names_the_flag(cli, qa_file, tmp_path):  # noqa: F811
+def test_pickle_message_names_the_flag(cli, qa_file, tmp_path):
     d = _adapter(tmp_path, "adapter", LORA, {"adapter_model.bin": b"\x80\x04K\x01."})
     rc, _, err = cli("eval", "smollm2-135m", "--data", str(qa_file), "--adapter", str(d))
     assert rc == 2 and "--allow-pickle" in err and str(d / "adapter_model.bin") in err
 
 
 @pytest.mark.parametrize(("name", "needle"), [("missing", "does not exist"), ("afile", "is a file, not an adapter")])
-def test_a_missing_or_file_adapter_is_refused(name, needle, qa_file, tmp_path):  # noqa: F811
+def test_a_missing_or_file_adapter_is_refused(refused_cheaply, name, needle, qa_file, tmp_path):
     (tmp_path / "afile").write_text("x\n")
     args = ["eval", "smollm2-135m", "--data", str(qa_file), "--adapter", str(tmp_path / name)]
-    assert_refused_cheaply(args, needle, tmp_path)
+    refused_cheaply(args, needle, tmp_path)
 
 
 def _peft_adapter(out: Path, model, targets: list[str], r: int = 4) -> Path:
@@ -82,26 +79,27 @@ def _peft_adapter(out: Path, model, targets: list[str], r: int = 4) -> Path:
     return out
 
 
-def _llama(hidden: int):
+def _llama(tiny_config, hidden: int):
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaForCausalLM
 
     torch.manual_seed(0)
-    cfg = LlamaConfig(hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2, num_attention_heads=4,
-                      num_key_value_heads=2, vocab_size=49152, tie_word_embeddings=True)  # fmt: skip
+    cfg = tiny_config(
+        "llama", hidden_size=hidden, intermediate_size=2 * hidden, vocab_size=49152, tie_word_embeddings=True
+    )
     return LlamaForCausalLM(cfg)
 
 
-def test_an_adapter_whose_shapes_do_not_fit_is_one_line(cli, tiny_model_dir, qa_file, tmp_path):  # noqa: F811
-    d = _peft_adapter(tmp_path / "wide", _llama(48), ["q_proj", "v_proj"])  # the tiny model is 32 wide
+def test_an_adapter_whose_shapes_do_not_fit_is_one_line(tiny_config, cli, tiny_model_dir, qa_file, tmp_path):
+    d = _peft_adapter(tmp_path / "wide", _llama(tiny_config, 48), ["q_proj", "v_proj"])  # the tiny model is 32 wide
     rc, _, err = cli("eval", str(tiny_model_dir), "--data", str(qa_file), "--adapter", str(d), "--dtype", "fp32")
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert rc == 2 and len(lines) == 1, err
     assert str(d) in lines[0] and "does not fit the model" in lines[0] and "size mismatch" in lines[0]
 
 
-def test_an_adapter_whose_targets_the_model_lacks_is_one_line(cli, tiny_model_dir, qa_file, tmp_path):  # noqa: F811
-    d = _peft_adapter(tmp_path / "other", _llama(32), ["q_proj"])
+def test_an_adapter_whose_targets_the_model_lacks_is_one_line(tiny_config, cli, tiny_model_dir, qa_file, tmp_path):
+    d = _peft_adapter(tmp_path / "other", _llama(tiny_config, 32), ["q_proj"])
     cfg = json.loads((d / "adapter_config.json").read_text())
     cfg["target_modules"] = ["c_attn"]  # GPT-2's name: no such module in a Llama
     (d / "adapter_config.json").write_text(json.dumps(cfg))
@@ -111,7 +109,7 @@ def test_an_adapter_whose_targets_the_model_lacks_is_one_line(cli, tiny_model_di
     assert str(d) in lines[0] and "does not fit the model" in lines[0] and "c_attn" in lines[0]
 
 
-def test_a_malformed_data_file_is_one_line(qa_file, tmp_path):  # noqa: F811
+def test_a_malformed_data_file_is_one_line(refused_cheaply, qa_file, tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "a", "response": "b"}\n{not json\n')
-    assert_refused_cheaply(["eval", "smollm2-135m", "--data", str(bad)], "line 2: invalid JSON", tmp_path)
+    refused_cheaply(["eval", "smollm2-135m", "--data", str(bad)], "line 2: invalid JSON", tmp_path)

@@ -4,66 +4,8 @@ imported and before anything is written; a diverged run exits 1 and saves nothin
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-
-from tests.cli.test_train_cmd import qa_file, tiny_model_dir  # noqa: F401  (module fixtures)
-
-SRC = str(Path(__file__).resolve().parents[2] / "src")
-# Runs one command line in a fresh interpreter and reports which heavy modules it had imported.
-PROBE = """
-import sys
-from loratune.cli.app import main
-sys.argv = ["loratune", *sys.argv[1:]]
-try:
-    main()
-except SystemExit as e:
-    heavy = [m for m in ("torch", "transformers", "peft") if m in sys.modules]
-    sys.stderr.write(f"HEAVY={heavy}\\n")
-    raise
-"""
-
-
-def probe(args: list[str], cwd: Path) -> tuple[int, list[str]]:
-    proc = subprocess.run(
-        [sys.executable, "-c", PROBE, *args],
-        env={**os.environ, "PYTHONPATH": SRC, "COLUMNS": "200", "NO_COLOR": "1"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=cwd,
-    )
-    return proc.returncode, (proc.stdout + proc.stderr).strip().splitlines()
-
-
-def assert_refused_cheaply(args: list[str], needle: str, cwd: Path) -> None:
-    before = sorted(p.relative_to(cwd) for p in cwd.rglob("*"))
-    rc, lines = probe(args, cwd)
-    assert rc == 2, lines
-    assert lines[-1] == "HEAVY=[]", lines  # refused before torch/transformers/peft were imported
-    assert len(lines) == 2 and lines[0].startswith("error: ") and needle in lines[0], lines
-    assert sorted(p.relative_to(cwd) for p in cwd.rglob("*")) == before  # nothing written
-
-
-@pytest.fixture
-def cli(capsys, monkeypatch):
-    """``loratune ARGS`` in this process through ``cli.app.run``: (exit code, stdout, stderr)."""
-    from loratune.cli.app import run
-
-    monkeypatch.setenv("COLUMNS", "200")
-    monkeypatch.setenv("LORATUNE_THREADS", "1")
-
-    def _run(*args: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        rc = run(list(args))
-        out = capsys.readouterr()
-        return rc, out.out, out.err
-
-    return _run
 
 
 # ---- numbers: flags -------------------------------------------------------------------------------------
@@ -87,8 +29,8 @@ def cli(capsys, monkeypatch):
         ("--alpha", "nan", "--alpha (lora_alpha) must be a finite number, got nan"),
     ],
 )
-def test_a_bad_number_is_one_line_before_torch(flag, value, needle, qa_file, tmp_path):  # noqa: F811
-    assert_refused_cheaply(["train", "smollm2-135m", "--data", str(qa_file), flag, value], needle, tmp_path)
+def test_a_bad_number_is_one_line_before_torch(refused_cheaply, flag, value, needle, qa_file, tmp_path):
+    refused_cheaply(["train", "smollm2-135m", "--data", str(qa_file), flag, value], needle, tmp_path)
 
 
 # ---- malformed files ------------------------------------------------------------------------------------
@@ -103,10 +45,10 @@ def test_a_bad_number_is_one_line_before_torch(flag, value, needle, qa_file, tmp
         ("[" * 50_000 + "]" * 50_000, "nested too deeply"),
     ],
 )
-def test_a_malformed_config_file_names_file_and_place(text, needle, qa_file, tmp_path):  # noqa: F811
+def test_a_malformed_config_file_names_file_and_place(refused_cheaply, text, needle, qa_file, tmp_path):
     cfg = tmp_path / "cfg.json"
     cfg.write_text(text)
-    assert_refused_cheaply(["train", "smollm2-135m", "--data", str(qa_file), "--config", str(cfg)], needle, tmp_path)
+    refused_cheaply(["train", "smollm2-135m", "--data", str(qa_file), "--config", str(cfg)], needle, tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -120,9 +62,9 @@ def test_a_malformed_config_file_names_file_and_place(text, needle, qa_file, tmp
         ("bad.parquet", b"PAR1 not really", "cannot read Parquet"),
     ],
 )
-def test_a_malformed_data_file_is_one_line(name, content, needle, tmp_path):
+def test_a_malformed_data_file_is_one_line(refused_cheaply, name, content, needle, tmp_path):
     (tmp_path / name).write_bytes(content)
-    assert_refused_cheaply(["train", "smollm2-135m", "--data", str(tmp_path / name)], needle, tmp_path)
+    refused_cheaply(["train", "smollm2-135m", "--data", str(tmp_path / name)], needle, tmp_path)
 
 
 def test_wrong_columns_hint_names_only_real_flags(cli, tmp_path):
@@ -142,12 +84,12 @@ def test_wrong_columns_hint_names_only_real_flags(cli, tmp_path):
         ("full", "is a directory with other files in it"),
     ],
 )
-def test_a_bad_out_is_refused_before_any_work(out, needle, qa_file, tmp_path):  # noqa: F811
+def test_a_bad_out_is_refused_before_any_work(refused_cheaply, out, needle, qa_file, tmp_path):
     (tmp_path / "afile").write_text("a regular file\n")
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "notes.txt").write_text("someone's files\n")
     target = out if out.startswith("/") else str(tmp_path / out)
-    assert_refused_cheaply(["train", "smollm2-135m", "--data", str(qa_file), "--out", target], needle, tmp_path)
+    refused_cheaply(["train", "smollm2-135m", "--data", str(qa_file), "--out", target], needle, tmp_path)
 
 
 def test_check_output_dir_accepts_new_empty_and_previous_adapter_dirs(tmp_path):
@@ -163,7 +105,7 @@ def test_check_output_dir_accepts_new_empty_and_previous_adapter_dirs(tmp_path):
 
 
 # ---- valid input that used to be refused ----------------------------------------------------------------
-def test_txt_data_and_unicode_separators_train(cli, tiny_model_dir, tmp_path):  # noqa: F811
+def test_txt_data_and_unicode_separators_train(cli, tiny_model_dir, tmp_path):
     txt = tmp_path / "notes.txt"
     txt.write_text("".join(f"Paragraph {i} says something.\nIt goes on.\n\n" for i in range(12)))
     rc, out, err = cli("train", str(tiny_model_dir), "--data", str(txt), "--max-steps", "1", "--reference", "none",
@@ -179,7 +121,7 @@ def test_txt_data_and_unicode_separators_train(cli, tiny_model_dir, tmp_path):  
     assert rc == 0, err
 
 
-def test_every_answer_cut_away_names_max_length(cli, tiny_model_dir, qa_file, tmp_path):  # noqa: F811
+def test_every_answer_cut_away_names_max_length(cli, tiny_model_dir, qa_file, tmp_path):
     rc, _, err = cli("train", str(tiny_model_dir), "--data", str(qa_file), "--max-length", "4",
                      "--reference", "none", "--out", str(tmp_path / "a"))  # fmt: skip
     assert rc == 2
@@ -189,7 +131,7 @@ def test_every_answer_cut_away_names_max_length(cli, tiny_model_dir, qa_file, tm
 
 
 # ---- exit codes that tell the truth ---------------------------------------------------------------------
-def test_a_diverged_run_exits_1_and_saves_nothing(cli, tiny_model_dir, qa_file, tmp_path):  # noqa: F811
+def test_a_diverged_run_exits_1_and_saves_nothing(cli, tiny_model_dir, qa_file, tmp_path):
     out = tmp_path / "adapter"
     rc, stdout, err = cli("train", str(tiny_model_dir), "--data", str(qa_file), "--lr", "1e30", "--max-steps", "3",
                           "--reference", "none", "--dtype", "fp32", "--no-progress", "--out", str(out))  # fmt: skip
@@ -202,8 +144,8 @@ def test_a_diverged_run_exits_1_and_saves_nothing(cli, tiny_model_dir, qa_file, 
 
 def test_ctrl_c_during_training_exits_130_and_says_nothing_was_saved(
     cli,
-    tiny_model_dir,  # noqa: F811
-    qa_file,  # noqa: F811
+    tiny_model_dir,
+    qa_file,
     tmp_path,
     monkeypatch,
 ):

@@ -8,6 +8,7 @@ import random
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -16,23 +17,16 @@ from loratune.cli.app import app
 
 
 @pytest.fixture(scope="module")
-def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tiny_bert(tiny_config: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
     import torch
-    from transformers import AutoTokenizer, BertConfig, BertModel
+    from transformers import AutoTokenizer, BertModel
 
     from loratune.models.source import embedded_encoder_dir
 
     directory = tmp_path_factory.mktemp("bert") / "model"
     tok = AutoTokenizer.from_pretrained(str(embedded_encoder_dir()), local_files_only=True)
     torch.manual_seed(0)
-    cfg = BertConfig(
-        vocab_size=len(tok),
-        hidden_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=128,
-        max_position_embeddings=64,
-    )
+    cfg = tiny_config("bert", vocab_size=len(tok), max_position_embeddings=64)
     BertModel(cfg).save_pretrained(directory, safe_serialization=True)
     tok.save_pretrained(directory)
     return directory

@@ -7,8 +7,6 @@ import json
 
 import pytest
 
-from tests.cli.test_train_cmd import qa_file, run, tiny_model_dir  # noqa: F401  (fixtures)
-
 TRAIN = ["--targets", "qv", "--r", "4", "--max-steps", "3", "--batch-size", "8", "--lr", "1e-2", "--reference", "none"]
 
 
@@ -37,10 +35,10 @@ def gpus(monkeypatch):
 
 @pytest.mark.parametrize("command", ["train", "eval", "search"])
 @pytest.mark.usefixtures("no_weights_load")
-def test_no_gpu_exits_2_before_loading(run, tiny_model_dir, qa_file, tmp_path, gpus, command):  # noqa: F811
+def test_no_gpu_exits_2_before_loading(cli, tiny_model_dir, qa_file, tmp_path, gpus, command):
     gpus(0)
     extra = ["--out", str(tmp_path / "o")] if command != "eval" else []
-    p = run(command, str(tiny_model_dir), "--data", str(qa_file), "--device", "cuda", *extra)
+    p = cli(command, str(tiny_model_dir), "--data", str(qa_file), "--device", "cuda", *extra)
     assert p.returncode == 2, p.stderr
     lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
     assert lines[0].startswith("error: --device cuda: CUDA is not available"), p.stderr
@@ -48,24 +46,24 @@ def test_no_gpu_exits_2_before_loading(run, tiny_model_dir, qa_file, tmp_path, g
     assert not (tmp_path / "o").exists()
 
 
-def test_a_gpu_index_the_machine_lacks_is_refused(run, tiny_model_dir, qa_file, tmp_path, gpus, no_weights_load):  # noqa: F811
+def test_a_gpu_index_the_machine_lacks_is_refused(cli, tiny_model_dir, qa_file, tmp_path, gpus, no_weights_load):
     gpus(1)
-    p = run("train", str(tiny_model_dir), "--data", str(qa_file), "--device", "cuda:3", "--out", str(tmp_path / "o"))
+    p = cli("train", str(tiny_model_dir), "--data", str(qa_file), "--device", "cuda:3", "--out", str(tmp_path / "o"))
     assert p.returncode == 2 and "this machine has 1 CUDA device(s) (only cuda:0)" in p.stderr, p.stderr
 
 
 @pytest.mark.parametrize(
     ("flag", "value", "needle"), [("--device", "gpu", "unknown --device"), ("--quant", "2bit", "unknown --quant")]
 )
-def test_unknown_device_or_quant_is_one_line(run, tiny_model_dir, qa_file, tmp_path, flag, value, needle):  # noqa: F811
-    p = run("train", str(tiny_model_dir), "--data", str(qa_file), flag, value, "--out", str(tmp_path / "o"))
+def test_unknown_device_or_quant_is_one_line(cli, tiny_model_dir, qa_file, tmp_path, flag, value, needle):
+    p = cli("train", str(tiny_model_dir), "--data", str(qa_file), flag, value, "--out", str(tmp_path / "o"))
     assert p.returncode == 2 and needle in p.stderr and "Traceback" not in p.stderr, p.stderr
 
 
-def test_train_on_auto_says_where_it_ran(run, tiny_model_dir, qa_file, tmp_path, gpus):  # noqa: F811
+def test_train_on_auto_says_where_it_ran(cli, tiny_model_dir, qa_file, tmp_path, gpus):
     gpus(0)
     out = tmp_path / "a"
-    p = run("train", str(tiny_model_dir), "--data", str(qa_file), *TRAIN, "--dtype", "fp32", "--out", str(out))
+    p = cli("train", str(tiny_model_dir), "--data", str(qa_file), *TRAIN, "--dtype", "fp32", "--out", str(out))
     assert p.returncode == 0, p.stderr
     assert "cpu, fp32" in p.stderr.splitlines()[0]  # the header line names the device it took
     metrics = json.loads((out / "metrics.json").read_text())
@@ -74,18 +72,18 @@ def test_train_on_auto_says_where_it_ran(run, tiny_model_dir, qa_file, tmp_path,
     assert metrics["extra"]["speed_paths"]["fused_lora"] is True
 
 
-def test_4bit_train_then_eval_reproduces_the_validation_loss(run, tiny_model_dir, qa_file, tmp_path):  # noqa: F811
+def test_4bit_train_then_eval_reproduces_the_validation_loss(cli, tiny_model_dir, qa_file, tmp_path):
     import bitsandbytes  # noqa: F401  (a dependency: missing is a failure)
 
     out = tmp_path / "q"
-    p = run("train", str(tiny_model_dir), "--data", str(qa_file), *TRAIN, "--quant", "4bit", "--dtype", "bf16",
+    p = cli("train", str(tiny_model_dir), "--data", str(qa_file), *TRAIN, "--quant", "4bit", "--dtype", "bf16",
             "--device", "cpu", "--out", str(out), "--json")  # fmt: skip
     assert p.returncode == 0, p.stderr
     res = json.loads(p.stdout)
     assert res["status"] == "ok" and res["extra"]["quant"] == "4bit"
     assert json.loads((out / "metrics.json").read_text())["load"]["quantization_config"]["load_in_4bit"] is True
     # eval reads the load flags from metrics.json: the adapter is scored over a 4-bit base again.
-    e = run("eval", str(tiny_model_dir), "--adapter", str(out), "--data", str(qa_file), "--dtype", "bf16",
+    e = cli("eval", str(tiny_model_dir), "--adapter", str(out), "--data", str(qa_file), "--dtype", "bf16",
             "--device", "cpu", "--no-qa", "--json")  # fmt: skip
     assert e.returncode == 0, e.stderr
     scores = json.loads(e.stdout)

@@ -4,77 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 
-@dataclass
-class Result:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-@pytest.fixture
-def run(capsys, monkeypatch):
-    """Run ``loratune ARGS`` in this process through the app's own main() (so exit codes are real)."""
-    from loratune.cli import app as cli
-
-    monkeypatch.setenv("COLUMNS", "200")
-    monkeypatch.setenv("LORATUNE_THREADS", "1")
-
-    def _run(*args: str) -> Result:
-        capsys.readouterr()
-        monkeypatch.setattr(sys, "argv", ["loratune", *args])
-        code = 0
-        try:
-            cli.main()
-        except SystemExit as e:
-            code = int(e.code or 0)
-        out = capsys.readouterr()
-        return Result(code, out.out, out.err)
-
-    return _run
-
-
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory) -> Path:
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    from loratune.models import resolve_source
-    from loratune.models.weights import weights_dir
-
-    tok = AutoTokenizer.from_pretrained(str(weights_dir(resolve_source("smollm2-135m"))))
-    torch.manual_seed(0)
-    cfg = LlamaConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        vocab_size=len(tok),
-        tie_word_embeddings=True,
-    )
-    d = tmp_path_factory.mktemp("tiny-llama")
-    LlamaForCausalLM(cfg).save_pretrained(d)
-    tok.save_pretrained(d)
-    return d
-
-
-@pytest.fixture(scope="module")
-def qa_file(tmp_path_factory) -> Path:
-    rows = [{"prompt": f"What is {i} plus {i}?", "response": f"It is {2 * i}."} for i in range(40)]
-    p = tmp_path_factory.mktemp("data") / "qa.jsonl"
-    p.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return p
-
-
-def test_train_json_then_eval_with_the_adapter(run, tiny_model_dir, qa_file, tmp_path):
+def test_train_json_then_eval_with_the_adapter(cli, tiny_model_dir, qa_file, tmp_path):
     out = tmp_path / "adapter"
-    p = run(
+    p = cli(
         "train", str(tiny_model_dir), "--data", str(qa_file), "--targets", "all", "--r", "4",
         "--max-steps", "4", "--batch-size", "8", "--lr", "1e-2", "--reference", "none",
         "--dtype", "fp32", "--out", str(out), "--json",
@@ -89,7 +26,7 @@ def test_train_json_then_eval_with_the_adapter(run, tiny_model_dir, qa_file, tmp
     assert metrics["val_loss_after"] == res["val_loss_after"] and metrics["settings"]["max_steps"] == 4
     assert json.loads((out / "adapter_config.json").read_text())["r"] == 4
 
-    e = run(
+    e = cli(
         "eval",
         str(tiny_model_dir),
         "--adapter",
@@ -109,7 +46,7 @@ def test_train_json_then_eval_with_the_adapter(run, tiny_model_dir, qa_file, tmp
     assert scores["qa_examples"] == 2 and 0.0 <= scores["token_f1"] <= 1.0
 
 
-def test_train_takes_recommend_json_and_flags_override_it(run, tiny_model_dir, qa_file, tmp_path):
+def test_train_takes_recommend_json_and_flags_override_it(cli, tiny_model_dir, qa_file, tmp_path):
     cfg = tmp_path / "rec.json"
     cfg.write_text(
         json.dumps(
@@ -126,7 +63,7 @@ def test_train_takes_recommend_json_and_flags_override_it(run, tiny_model_dir, q
             }
         )  # fmt: skip
     )
-    p = run("train", str(tiny_model_dir), "--data", str(qa_file), "--config", str(cfg), "--max-steps", "3",
+    p = cli("train", str(tiny_model_dir), "--data", str(qa_file), "--config", str(cfg), "--max-steps", "3",
             "--reference", "none", "--dtype", "fp32", "--out", str(tmp_path / "a"), "--json")  # fmt: skip
     assert p.returncode == 0, p.stderr
     res = json.loads(p.stdout)
@@ -146,23 +83,23 @@ def test_train_takes_recommend_json_and_flags_override_it(run, tiny_model_dir, q
         (["--method", "ia3"], "unknown method"),
     ],
 )
-def test_bad_input_is_one_line_and_exit_2(run, tiny_model_dir, qa_file, args, needle):
-    p = run("train", str(tiny_model_dir), "--data", str(qa_file), "--max-steps", "1", *args)
+def test_bad_input_is_one_line_and_exit_2(cli, tiny_model_dir, qa_file, args, needle):
+    p = cli("train", str(tiny_model_dir), "--data", str(qa_file), "--max-steps", "1", *args)
     assert p.returncode == 2, p.stderr
     assert needle in p.stderr and "Traceback" not in p.stderr
 
 
-def test_missing_data_file_exits_2(run, tiny_model_dir, tmp_path):
-    p = run("train", str(tiny_model_dir), "--data", str(tmp_path / "none.jsonl"))
+def test_missing_data_file_exits_2(cli, tiny_model_dir, tmp_path):
+    p = cli("train", str(tiny_model_dir), "--data", str(tmp_path / "none.jsonl"))
     assert p.returncode == 2 and "none.jsonl" in p.stderr
 
 
-def test_train_runs_recommends_own_json(run, tiny_model_dir, qa_file, tmp_path):
+def test_train_runs_recommends_own_json(cli, tiny_model_dir, qa_file, tmp_path):
     from tests.trial.test_config_file import RECOMMEND
 
     cfg = tmp_path / "recommend.json"
     cfg.write_text(json.dumps(RECOMMEND))
-    p = run("train", str(tiny_model_dir), "--data", str(qa_file), "--config", str(cfg), "--reference", "none",
+    p = cli("train", str(tiny_model_dir), "--data", str(qa_file), "--config", str(cfg), "--reference", "none",
             "--out", str(tmp_path / "a"), "--json")  # fmt: skip
     assert p.returncode == 0, p.stderr
     res = json.loads(p.stdout)
@@ -236,40 +173,40 @@ def _long_rows_in_train_file(tmp_path: Path) -> Path:
     return p
 
 
-def test_eval_uses_the_attention_kernel_train_used(run, tiny_model_dir, tmp_path):
+def test_eval_uses_the_attention_kernel_train_used(cli, tiny_model_dir, tmp_path):
     import shutil
 
     data = _long_rows_in_train_file(tmp_path)
     out = tmp_path / "adapter"
-    p = run("train", str(tiny_model_dir), "--data", str(data), "--r", "4", "--max-steps", "2", "--batch-size", "8",
+    p = cli("train", str(tiny_model_dir), "--data", str(data), "--r", "4", "--max-steps", "2", "--batch-size", "8",
             "--reference", "none", "--dtype", "fp32", "--out", str(out), "--json")  # fmt: skip
     assert p.returncode == 0, p.stderr
     res = json.loads(p.stdout)
     # Train sees its long rows: SDPA. The validation rows alone are short (eager under the old eval rule).
     assert res["extra"]["attention"] == "sdpa"
     common = ["--data", str(data), "--dtype", "fp32", "--no-qa", "--json"]
-    with_adapter = json.loads(run("eval", str(tiny_model_dir), "--adapter", str(out), *common).stdout)
+    with_adapter = json.loads(cli("eval", str(tiny_model_dir), "--adapter", str(out), *common).stdout)
     assert with_adapter["attention"] == "sdpa"
     assert with_adapter["loss"] == pytest.approx(res["val_loss_after"], rel=1e-5)
     # Without metrics.json (or without an adapter) the same rule over the same rows decides: still SDPA.
     bare = tmp_path / "bare"
     shutil.copytree(out, bare)
     (bare / "metrics.json").unlink()
-    assert json.loads(run("eval", str(tiny_model_dir), "--adapter", str(bare), *common).stdout)["attention"] == "sdpa"
-    base = json.loads(run("eval", str(tiny_model_dir), *common).stdout)
+    assert json.loads(cli("eval", str(tiny_model_dir), "--adapter", str(bare), *common).stdout)["attention"] == "sdpa"
+    base = json.loads(cli("eval", str(tiny_model_dir), *common).stdout)
     assert base["attention"] == "sdpa" and base["loss"] == pytest.approx(res["val_loss_before"], rel=1e-5)
 
 
-def test_train_and_eval_output_in_a_pipe_reads_at_80_columns(run, tiny_model_dir, qa_file, tmp_path, monkeypatch):
+def test_train_and_eval_output_in_a_pipe_reads_at_80_columns(cli, tiny_model_dir, qa_file, tmp_path, monkeypatch):
     from loratune.cli import common
 
     monkeypatch.setattr(common.console, "width", 80)
     monkeypatch.setattr(common.err_console, "width", 80)
     out = tmp_path / "adapter"
-    p = run("train", str(tiny_model_dir), "--data", str(qa_file), "--r", "4", "--max-steps", "3",
+    p = cli("train", str(tiny_model_dir), "--data", str(qa_file), "--r", "4", "--max-steps", "3",
             "--reference", "none", "--dtype", "fp32", "--out", str(out))  # fmt: skip
     assert p.returncode == 0, p.stderr
-    e = run("eval", str(tiny_model_dir), "--adapter", str(out), "--data", str(qa_file), "--dtype", "fp32",
+    e = cli("eval", str(tiny_model_dir), "--adapter", str(out), "--data", str(qa_file), "--dtype", "fp32",
             "--qa-limit", "2")  # fmt: skip
     assert e.returncode == 0, e.stderr
     for text in (p.stdout, p.stderr, e.stdout, e.stderr):

@@ -76,7 +76,8 @@ def test_every_reader(tmp_path: Path) -> None:
 
 
 def test_saved_dataset_dir(tmp_path: Path) -> None:
-    datasets = pytest.importorskip("datasets")
+    import datasets
+
     datasets.Dataset.from_list([{"sentence": r["text"], "label": i % 2} for i, r in enumerate(ROWS)]).save_to_disk(
         str(tmp_path / "ds")
     )

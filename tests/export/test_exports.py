@@ -126,8 +126,8 @@ def test_torchtune_refuses_a_model_without_a_released_builder(model):
     assert "llama-3.1-8b" in e.value.hint and "qwen2.5-7b" in e.value.hint  # the ones that exist
 
 
-def test_local_paths_are_written_as_paths_and_said_so(llama, tiny_gpt2, tmp_path):
-    d, _ = tiny_gpt2
+def test_local_paths_are_written_as_paths_and_said_so(llama, tiny_gpt2_dir, tmp_path):
+    d, _ = tiny_gpt2_dir
     text = export_config("axolotl", llama, str(d))
     assert yaml_body(text)["base_model"] == str(d.resolve())
     assert f"{d.resolve()} is the local model directory loratune read" in text
@@ -162,12 +162,10 @@ def test_adalora_python_snippet_says_to_call_update_and_allocate():
     assert "update_and_allocate" not in lora
 
 
-@pytest.fixture(scope="module")
-def tiny_gpt2(tmp_path_factory):
-    from transformers import GPT2Config
-
-    d = tmp_path_factory.mktemp("tiny-gpt2")
-    cfg = GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=64, n_positions=64)
+@pytest.fixture
+def tiny_gpt2_dir(tiny_config, tmp_path):
+    d = tmp_path / "tiny-gpt2"
+    cfg = tiny_config("gpt2", n_positions=64)
     cfg.save_pretrained(d)
     return d, cfg
 
@@ -180,12 +178,12 @@ def tiny_gpt2(tmp_path_factory):
         {"task": "simple-qa", "dataset_size": 200, "method": "adalora"},
     ],
 )
-def test_peft_json_round_trip_on_a_tiny_model(tiny_gpt2, inputs):
+def test_peft_json_round_trip_on_a_tiny_model(tiny_gpt2_dir, inputs):
     import torch
     from peft import AdaLoraConfig, LoraConfig, get_peft_model
     from transformers import GPT2LMHeadModel
 
-    d, cfg = tiny_gpt2
+    d, cfg = tiny_gpt2_dir
     rec = recommend(load_anatomy(resolve_source(str(d))), AdviceInputs(**inputs))
     kw = json.loads(export_config("peft", rec.to_dict(), str(d)))
     config = AdaLoraConfig(**kw) if rec.method == "adalora" else LoraConfig(**kw)

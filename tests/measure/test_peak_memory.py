@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 
@@ -84,20 +86,11 @@ def test_bad_arguments(device: str, mode: str) -> None:
     assert ei.value.hint
 
 
-def _tiny_llama() -> torch.nn.Module:
-    from transformers import LlamaConfig, LlamaForCausalLM
+def _tiny_llama(tiny_config) -> torch.nn.Module:
+    from transformers import LlamaForCausalLM
 
     torch.manual_seed(0)
-    cfg = LlamaConfig(
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        vocab_size=1000,
-        tie_word_embeddings=True,
-    )
-    return LlamaForCausalLM(cfg)
+    return LlamaForCausalLM(tiny_config("llama", vocab_size=1000, tie_word_embeddings=True))
 
 
 @pytest.mark.parametrize(
@@ -111,9 +104,9 @@ def _tiny_llama() -> torch.nn.Module:
     ],
 )
 def test_tiny_llama_step_matches_the_estimate(
-    targets: tuple[str, ...] | str, method: str, dtype: str, gc: bool, autocast: bool
+    tiny_config: Any, targets: tuple[str, ...] | str, method: str, dtype: str, gc: bool, autocast: bool
 ) -> None:
-    model = _tiny_llama().to(torch.bfloat16 if dtype == "bf16" else torch.float32)
+    model = _tiny_llama(tiny_config).to(torch.bfloat16 if dtype == "bf16" else torch.float32)
     anatomy = anatomy_from_model(model, source="tiny")
     spec = AdapterSpec(targets=TargetSpec(target_modules=targets), r=8, method=method)
     settings = MemorySettings(
@@ -128,9 +121,9 @@ def test_tiny_llama_step_matches_the_estimate(
     assert abs(est.total_bytes - measured.peak_bytes) / measured.peak_bytes < 0.05
 
 
-def test_cuda_unavailable_is_a_config_error() -> None:
+def test_cuda_unavailable_is_a_config_error(tiny_config: Any) -> None:
     if torch.cuda.is_available():
         pytest.skip("CUDA is available here")
     spec = AdapterSpec(targets=TargetSpec(target_modules=("attention",)))
     with pytest.raises(ConfigError, match="CUDA is not available"):
-        measure_training_peak(_tiny_llama(), spec, MemorySettings(device="cuda"))
+        measure_training_peak(_tiny_llama(tiny_config), spec, MemorySettings(device="cuda"))

@@ -12,20 +12,10 @@ from loratune.errors import ConfigError
 
 
 @pytest.fixture(scope="module")
-def config_only_dir(tmp_path_factory):
+def config_only_dir(tiny_config, tmp_path_factory):
     """A model directory holding only config.json: no weights, no tokenizer."""
-    from transformers import LlamaConfig
-
     d = tmp_path_factory.mktemp("config-only")
-    LlamaConfig(
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        vocab_size=256,
-        architectures=["LlamaForCausalLM"],
-    ).save_pretrained(d)
+    tiny_config("llama", vocab_size=256, architectures=["LlamaForCausalLM"]).save_pretrained(d)
     return d
 
 
@@ -74,7 +64,8 @@ def test_measure_prints_beside_the_estimate(budget, config_only_dir):
 
 
 def test_measure_a_4bit_base_on_the_cpu(budget, config_only_dir):
-    pytest.importorskip("bitsandbytes")
+    import bitsandbytes  # noqa: F401  (a dependency: missing is a failure)
+
     code, out, err = budget(str(config_only_dir), *SHAPE, "--dtype", "bf16", "--quant", "4bit", "--measure", "--json")
     assert code == 0, err
     m = json.loads(out)["measured"]

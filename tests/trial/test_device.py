@@ -124,7 +124,7 @@ def test_describe_names_the_gpu():
     assert describe("cpu", "fp32") == "cpu, fp32"
 
 
-def test_an_fp16_base_trains_through_the_loss_scaler():
+def test_an_fp16_base_trains_through_the_loss_scaler(tiny_tokenizer, qa_examples, tiny_llama):
     """The CUDA fp16 path (GPUs without bf16), run on the CPU: fp16 base, fp32 LoRA, GradScaler steps."""
     import torch
 
@@ -134,15 +134,13 @@ def test_an_fp16_base_trains_through_the_loss_scaler():
     from loratune.trial import TrainSettings
     from loratune.trial.loop import run_trial
 
-    from .conftest import TinyTokenizer, qa_examples, tiny_llama
-
     base = tiny_llama().to(torch.float16)
     for p in base.parameters():
         p.requires_grad_(False)
     settings = TrainSettings(learning_rate=1e-2, batch_size=8, max_steps=10, warmup_ratio=0.0, compute_dtype="fp16")
     spec = AdapterSpec(TargetSpec(("all",)), r=8, alpha=16, dropout=0.0)
     res = run_trial(
-        base, TinyTokenizer(), anatomy_from_model(base, source="tiny"), spec, settings,
+        base, tiny_tokenizer, anatomy_from_model(base, source="tiny"), spec, settings,
         qa_examples(32, seed=1), qa_examples(8, seed=2), progress=False,
     )  # fmt: skip
     assert res.status == "ok", res.message

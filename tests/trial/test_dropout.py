@@ -34,12 +34,10 @@ def test_gradient_is_mask_times_scale():
     assert torch.equal(x.grad, kept.float() * 2.0)
 
 
-def test_swapped_into_peft_lora_layers():
+def test_swapped_into_peft_lora_layers(tiny_llama):
     from peft import LoraConfig, get_peft_model
 
     from loratune.trial.dropout import use_fast_dropout
-
-    from .conftest import tiny_llama
 
     pm = get_peft_model(tiny_llama(), LoraConfig(r=4, target_modules=["q_proj", "v_proj"], lora_dropout=0.1))
     assert use_fast_dropout(pm) == 4  # 2 modules × 2 layers

@@ -7,8 +7,6 @@ from torch import nn
 from loratune.trial.dropout import keep_mask
 from loratune.trial.fused_lora import LoraLinearFunction, fusable, restore_forward, use_fused_lora
 
-from .conftest import tiny_llama
-
 
 def _peft(model, **kw):
     from peft import LoraConfig, get_peft_model
@@ -44,7 +42,7 @@ def _loss_and_grads(pm, ids):
     return out.loss.detach(), out.logits.detach(), grads
 
 
-def test_same_loss_logits_and_gradients_as_peft_in_fp32():
+def test_same_loss_logits_and_gradients_as_peft_in_fp32(tiny_llama):
     torch.manual_seed(0)
     pm = _peft(tiny_llama()).train()  # the fused path is the training path
     ids = torch.randint(2, 128, (3, 17))
@@ -66,7 +64,7 @@ def _rel(a, b):
     return ((a.float() - b.float()).norm() / b.float().norm()).item()
 
 
-def test_bf16_base_with_fp32_lora_and_dropout_matches_peft_under_autocast():
+def test_bf16_base_with_fp32_lora_and_dropout_matches_peft_under_autocast(tiny_llama):
     # The trial's default: bf16 frozen base, fp32 LoRA (get_peft_model's autocast_adapter_dtype),
     # dropout on. FastDropout on PEFT's side draws the very masks the fused layer draws (same
     # generator, same element count, same order), so the two paths differ by bf16 rounding only.
@@ -115,7 +113,7 @@ def test_dropout_matches_the_same_mask_applied_by_hand():
         torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-4)
 
 
-def test_eval_mode_is_peft_forward_and_training_drops_out():
+def test_eval_mode_is_peft_forward_and_training_drops_out(tiny_llama):
     pm = _peft(tiny_llama(), lora_dropout=0.5)
     ids = torch.randint(2, 128, (2, 9))
     with torch.no_grad():
@@ -126,10 +124,8 @@ def test_eval_mode_is_peft_forward_and_training_drops_out():
         assert not torch.equal(pm(input_ids=ids).logits, pm(input_ids=ids).logits)
 
 
-def test_uncovered_layers_and_calls_keep_peft_forward():
+def test_uncovered_layers_and_calls_keep_peft_forward(tiny_gpt2, tiny_llama):
     from peft import LoraConfig, get_peft_model
-
-    from .conftest import tiny_gpt2
 
     gpt = get_peft_model(tiny_gpt2(), LoraConfig(r=4, target_modules=["c_attn"], fan_in_fan_out=True))
     assert use_fused_lora(gpt) == 0  # Conv1D base: PEFT's path
@@ -152,7 +148,7 @@ def test_uncovered_layers_and_calls_keep_peft_forward():
             assert torch.equal(plain(input_ids=ids).logits, base)
 
 
-def test_a_trainable_base_layer_is_not_fused_even_when_unfrozen_later():
+def test_a_trainable_base_layer_is_not_fused_even_when_unfrozen_later(tiny_llama):
     pm = _peft(tiny_llama()).train()
     layer = pm.base_model.model.model.layers[0].self_attn.q_proj
     layer.base_layer.weight.requires_grad_(True)
@@ -165,7 +161,7 @@ def test_a_trainable_base_layer_is_not_fused_even_when_unfrozen_later():
     assert isinstance(layer.base_layer, nn.Linear)
 
 
-def test_peft_features_the_fused_path_does_not_cover_stay_unfused():
+def test_peft_features_the_fused_path_does_not_cover_stay_unfused(tiny_llama):
     from peft import AdaLoraConfig, LoraConfig, get_peft_model
 
     bias = get_peft_model(tiny_llama(), LoraConfig(r=4, target_modules=["q_proj"], lora_bias=True))
@@ -189,7 +185,7 @@ def test_keep_mask_edges():
     assert torch.allclose(per_lane, torch.full((4,), 0.5), atol=0.005)  # the top lane too (sign bit drawn)
 
 
-def test_gradient_checkpointing_recomputes_the_same_dropout_mask():
+def test_gradient_checkpointing_recomputes_the_same_dropout_mask(tiny_llama):
     # Non-reentrant checkpointing re-runs each layer's forward in backward; torch restores the RNG
     # state first, so the fused layer must draw the identical mask or the gradients would be wrong.
     pm = _peft(tiny_llama(), lora_dropout=0.3).train()

@@ -2,10 +2,8 @@ import torch
 
 from loratune.trial.fused_norm import fused_rms_norm, is_llama_rms_norm
 
-from .conftest import tiny_llama
 
-
-def test_llama_norms_switch_with_identical_outputs_and_close_gradients():
+def test_llama_norms_switch_with_identical_outputs_and_close_gradients(tiny_llama):
     model = tiny_llama().to(torch.bfloat16)
     ids = torch.randint(2, 128, (3, 13))
     with torch.no_grad():

@@ -7,12 +7,10 @@ from loratune.trial.batching import collate
 from loratune.trial.evaluate import exact_match, mean_loss, perplexity, token_f1
 from loratune.trial.loss import split_decoder_head, token_loss_sum
 
-from .conftest import VOCAB, qa_examples, tiny_gpt2, tiny_llama
 
-
-@pytest.mark.parametrize("build", [tiny_llama, tiny_gpt2])
-def test_label_positions_only_loss_equals_the_models_own_loss(build):
-    model = build()
+@pytest.mark.parametrize("build", ["tiny_llama", "tiny_gpt2"])
+def test_label_positions_only_loss_equals_the_models_own_loss(request, qa_examples, build):
+    model = request.getfixturevalue(build)()
     batch = collate(qa_examples(4, seed=3), 512, pad_id=0)
     assert batch.attention_mask is not None  # mixed lengths: the padded path is exercised
     parts = split_decoder_head(model)
@@ -26,16 +24,16 @@ def test_label_positions_only_loss_equals_the_models_own_loss(build):
     assert float(fast) / n == pytest.approx(float(hf), rel=1e-5)
 
 
-def test_uniform_model_has_perplexity_equal_to_vocab_size():
+def test_uniform_model_has_perplexity_equal_to_vocab_size(tiny_vocab, qa_examples, tiny_llama):
     model = tiny_llama()
     with torch.no_grad():
         model.lm_head.weight.zero_()  # all logits 0 → p = 1/V for every token → loss ln V
     data = qa_examples(10)
-    assert mean_loss(model, data, pad_id=0) == pytest.approx(math.log(VOCAB), rel=1e-6)
-    assert perplexity(model, data, pad_id=0) == pytest.approx(VOCAB, rel=1e-5)
+    assert mean_loss(model, data, pad_id=0) == pytest.approx(math.log(tiny_vocab), rel=1e-6)
+    assert perplexity(model, data, pad_id=0) == pytest.approx(tiny_vocab, rel=1e-5)
 
 
-def test_mean_loss_is_token_weighted_not_batch_weighted():
+def test_mean_loss_is_token_weighted_not_batch_weighted(qa_examples, tiny_llama):
     model = tiny_llama()
     data = qa_examples(12, seed=5)
     one = mean_loss(model, data, pad_id=0, batch_size=1)

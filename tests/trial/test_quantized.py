@@ -13,15 +13,13 @@ from loratune.budget import AdapterSpec
 from loratune.trial import TrainSettings, TrialRunner
 from loratune.trial.evaluate import mean_loss
 
-from .conftest import TinyTokenizer, qa_examples, tiny_llama
-
 SPEC = AdapterSpec(TargetSpec(("q_proj", "v_proj")), r=4, alpha=8, dropout=0.0)
 # 4-bit matmuls on the CPU are slower than dense ones: few short steps.
 SETTINGS = TrainSettings(learning_rate=2e-2, batch_size=4, max_steps=12, warmup_ratio=0.0, compute_dtype="bf16")
 
 
-def _runner(quant: str) -> TrialRunner:
-    return TrialRunner((tiny_llama(), TinyTokenizer()), compute_dtype="bf16", quant=quant, device="cpu")
+def _runner(tiny_tokenizer, tiny_llama, quant: str) -> TrialRunner:
+    return TrialRunner((tiny_llama(), tiny_tokenizer), compute_dtype="bf16", quant=quant, device="cpu")
 
 
 def test_bnb_config_is_qlora_nf4_double_quant_bf16():
@@ -35,20 +33,20 @@ def test_bnb_config_is_qlora_nf4_double_quant_bf16():
     assert bnb_config("8bit").load_in_8bit and bnb_config("none") is None
 
 
-def test_unknown_quant_is_a_config_error():
+def test_unknown_quant_is_a_config_error(tiny_tokenizer, tiny_llama):
     from loratune.errors import ConfigError
 
     with pytest.raises(ConfigError, match="unknown --quant"):
-        TrialRunner((tiny_llama(), TinyTokenizer()), quant="3bit")
+        TrialRunner((tiny_llama(), tiny_tokenizer), quant="3bit")
 
 
-def test_4bit_base_trains_and_its_adapter_reloads_on_a_4bit_base(tmp_path):
+def test_4bit_base_trains_and_its_adapter_reloads_on_a_4bit_base(tiny_tokenizer, tiny_llama, qa_examples, tmp_path):
     import bitsandbytes as bnb
     from peft import PeftModel
 
     from loratune.models.quantized import quant_of
 
-    runner = _runner("4bit")
+    runner = _runner(tiny_tokenizer, tiny_llama, "4bit")
     assert quant_of(runner.model) == "4bit"
     assert any(isinstance(m, bnb.nn.Linear4bit) for m in runner.model.modules())
     train, val = qa_examples(16, seed=1)[:8], qa_examples(8, seed=2)
@@ -64,15 +62,15 @@ def test_4bit_base_trains_and_its_adapter_reloads_on_a_4bit_base(tmp_path):
     adapter_config = json.loads((out / "adapter_config.json").read_text())
     assert not any("quant" in key for key in adapter_config), adapter_config
 
-    fresh = _runner("4bit").model  # the same weights quantized again (deterministic)
+    fresh = _runner(tiny_tokenizer, tiny_llama, "4bit").model  # the same weights quantized again (deterministic)
     loaded = PeftModel.from_pretrained(fresh, str(out))
     reloaded = mean_loss(loaded, val, pad_id=0, batch_size=SETTINGS.batch_size, max_length=SETTINGS.max_length)
     assert reloaded == pytest.approx(res.val_loss_after, rel=2e-3)
     assert res.val_loss_after < 0.97 * res.val_loss_before  # it learned: the match is not the base's loss
 
 
-def test_8bit_base_trains_with_a_falling_loss():
-    runner = _runner("8bit")
+def test_8bit_base_trains_with_a_falling_loss(tiny_tokenizer, tiny_llama, qa_examples):
+    runner = _runner(tiny_tokenizer, tiny_llama, "8bit")
     res = runner.run(SPEC, SETTINGS, qa_examples(16, seed=1)[:8], qa_examples(8, seed=2), progress=False)
     assert res.status == "ok", res.message
     assert res.extra["quant"] == "8bit"
@@ -80,7 +78,7 @@ def test_8bit_base_trains_with_a_falling_loss():
 
 
 @pytest.mark.parametrize("quant", ["4bit", "8bit"])
-def test_in_memory_quantization_equals_loading_through_bitsandbytes_config(quant):
+def test_in_memory_quantization_equals_loading_through_bitsandbytes_config(tiny_llama, quant):
     """Random-weight shapes at real scale are quantized in memory (no 16 GB disk round trip): the same
     layers, state and loss as transformers' BitsAndBytesConfig path."""
     import torch

@@ -9,8 +9,6 @@ from loratune.budget import AdapterSpec, count_params
 from loratune.trial import TrainSettings, TrialRunner
 from loratune.trial.evaluate import mean_loss
 
-from .conftest import TinyTokenizer, qa_examples, tiny_gpt2, tiny_llama
-
 FAST = TrainSettings(learning_rate=1e-2, batch_size=8, max_steps=25, warmup_ratio=0.0, compute_dtype="fp32")
 
 
@@ -23,7 +21,7 @@ def _state(model):
 
 
 @pytest.mark.parametrize("method", ["lora", "dora", "adalora"])
-def test_each_method_learns_and_leaves_the_base_exactly_as_it_was(llama_runner, method):
+def test_each_method_learns_and_leaves_the_base_exactly_as_it_was(qa_examples, llama_runner, method):
     before = _state(llama_runner.model)
     train, val = qa_examples(64, seed=1), qa_examples(16, seed=2)
     res = llama_runner.run(_spec(method), FAST, train, val, progress=False)
@@ -46,20 +44,20 @@ def test_each_method_learns_and_leaves_the_base_exactly_as_it_was(llama_runner, 
         assert ranks and sum(ranks.values()) <= 4 * len(ranks)  # budget pruned to target_r = r/2 on average
 
 
-def test_layers_to_transform_adapts_only_those_layers(llama_runner):
+def test_layers_to_transform_adapts_only_those_layers(qa_examples, llama_runner):
     spec = _spec(targets=("q_proj", "v_proj"), t={"layers_to_transform": (1,)})
     res = llama_runner.run(spec, TrainSettings(max_steps=1, compute_dtype="fp32"), qa_examples(8), [], progress=False)
     # 2 modules × r·(in + out): q 64→64, v 64→32 (2 KV heads × 16)
     assert res.trainable_params == 8 * (64 + 64) + 8 * (64 + 32)
 
 
-def test_gpt2_conv1d_targets_train(tiny_tokenizer):
+def test_gpt2_conv1d_targets_train(qa_examples, tiny_gpt2, tiny_tokenizer):
     runner = TrialRunner((tiny_gpt2(), tiny_tokenizer), compute_dtype="fp32")
     res = runner.run(_spec(targets=("c_attn",)), FAST, qa_examples(32), qa_examples(8, seed=9), progress=False)
     assert res.status == "ok" and res.val_loss_after < res.val_loss_before
 
 
-def test_adapter_round_trips_through_peft(tmp_path, llama_runner):
+def test_adapter_round_trips_through_peft(qa_examples, tmp_path, llama_runner):
     from peft import PeftModel
 
     val = qa_examples(16, seed=2)
@@ -74,7 +72,7 @@ def test_adapter_round_trips_through_peft(tmp_path, llama_runner):
     assert mean_loss(loaded, val, pad_id=0) != pytest.approx(res.val_loss_before, rel=1e-3)
 
 
-def test_nan_loss_stops_the_trial_with_status_diverged(tiny_tokenizer):
+def test_nan_loss_stops_the_trial_with_status_diverged(qa_examples, tiny_llama, tiny_tokenizer):
     model = tiny_llama()
     with torch.no_grad():
         model.model.layers[0].mlp.down_proj.weight[0, 0] = float("nan")
@@ -85,7 +83,7 @@ def test_nan_loss_stops_the_trial_with_status_diverged(tiny_tokenizer):
     assert res.steps == 0 and res.val_loss_after is None
 
 
-def test_on_eval_can_prune(llama_runner):
+def test_on_eval_can_prune(qa_examples, llama_runner):
     seen = []
 
     def prune_at_10(step, val_loss):
@@ -101,7 +99,7 @@ def test_on_eval_can_prune(llama_runner):
     assert seen[1][1] < res.val_loss_before
 
 
-def test_grad_accumulation_and_checkpointing_train(llama_runner):
+def test_grad_accumulation_and_checkpointing_train(qa_examples, llama_runner):
     settings = TrainSettings(
         learning_rate=5e-3, batch_size=4, grad_accum=2, max_steps=3, grad_checkpointing=True, compute_dtype="fp32"
     )
@@ -111,7 +109,7 @@ def test_grad_accumulation_and_checkpointing_train(llama_runner):
     assert not llama_runner.model.model.gradient_checkpointing  # switched off again for the next trial
 
 
-def test_bf16_base_keeps_lora_weights_in_fp32_and_learns_like_fp32(tiny_tokenizer):
+def test_bf16_base_keeps_lora_weights_in_fp32_and_learns_like_fp32(qa_examples, tiny_llama, tiny_tokenizer):
     import dataclasses
 
     runner = TrialRunner((tiny_llama(), tiny_tokenizer), compute_dtype="bf16")
@@ -126,22 +124,22 @@ def test_bf16_base_keeps_lora_weights_in_fp32_and_learns_like_fp32(tiny_tokenize
     assert bf16.val_loss_after < 0.2 * bf16.val_loss_before
 
 
-def test_epochs_set_the_step_count(llama_runner):
+def test_epochs_set_the_step_count(qa_examples, llama_runner):
     settings = TrainSettings(batch_size=8, epochs=2.0, compute_dtype="fp32")
     res = llama_runner.run(_spec(), settings, qa_examples(20), [], progress=False)
     assert res.steps == 6  # ceil(20 / 8) = 3 batches per epoch × 2
     assert res.val_loss_before is None and res.val_ppl_after is None
 
 
-def test_tinytokenizer_is_enough_for_the_runner():
-    runner = TrialRunner((tiny_llama(), TinyTokenizer()), compute_dtype="fp32")
+def test_tinytokenizer_is_enough_for_the_runner(tiny_tokenizer, qa_examples, tiny_llama):
+    runner = TrialRunner((tiny_llama(), tiny_tokenizer), compute_dtype="fp32")
     settings = TrainSettings(batch_size=4, max_steps=2, compute_dtype="fp32")
     res = runner.run(_spec(), settings, qa_examples(8, seed=1), qa_examples(4, seed=2), progress=False)
     assert res.status == "ok" and res.steps == 2 and res.val_loss_after is not None
 
 
 @pytest.mark.parametrize("method", ["dora", "adalora"])
-def test_dora_and_adalora_run_under_bf16_autocast(tiny_tokenizer, method):
+def test_dora_and_adalora_run_under_bf16_autocast(qa_examples, tiny_llama, tiny_tokenizer, method):
     runner = TrialRunner((tiny_llama(), tiny_tokenizer), compute_dtype="bf16")
     attn = runner.model.config._attn_implementation
     res = runner.run(
@@ -156,7 +154,7 @@ def test_dora_and_adalora_run_under_bf16_autocast(tiny_tokenizer, method):
     assert runner.model.config._attn_implementation == attn  # and the model's own setting is back
 
 
-def test_a_failure_while_setting_up_the_adapter_still_restores_the_base(llama_runner, monkeypatch):
+def test_a_failure_while_setting_up_the_adapter_still_restores_the_base(qa_examples, llama_runner, monkeypatch):
     import loratune.trial.loop as loop
 
     before = _state(llama_runner.model)
@@ -173,7 +171,7 @@ def test_a_failure_while_setting_up_the_adapter_still_restores_the_base(llama_ru
     assert not hasattr(llama_runner.model, "peft_config")
 
 
-def test_a_blown_up_last_step_is_diverged_and_nothing_is_saved(llama_runner, tmp_path):
+def test_a_blown_up_last_step_is_diverged_and_nothing_is_saved(qa_examples, llama_runner, tmp_path):
     """One step at lr 1e30: the training loss of that step is finite, the weights after it are not.
     The trial says diverged (not ok with a NaN adapter) and saves nothing."""
     settings = TrainSettings(learning_rate=1e30, max_steps=1, warmup_ratio=0.0, compute_dtype="fp32", max_grad_norm=0)

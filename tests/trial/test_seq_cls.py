@@ -25,40 +25,28 @@ class Tok:
     eos_token = "</s>"
 
 
-def tiny_bert_cls(seed: int = 0):
-    from transformers import BertConfig, BertForSequenceClassification
+def tiny_bert_cls(tiny_config, seed: int = 0):
+    from transformers import BertForSequenceClassification
 
     torch.manual_seed(seed)
-    cfg = BertConfig(
-        hidden_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=128,
+    cfg = tiny_config(
+        "bert",
         vocab_size=VOCAB,
         max_position_embeddings=64,
         num_labels=2,
-        initializer_range=0.2,  # as tests/trial/conftest.py: lets a few steps show learning
+        initializer_range=0.2,  # as the root tiny_llama: lets a few steps show learning
         hidden_dropout_prob=0.0,
         attention_probs_dropout_prob=0.0,
     )
     return BertForSequenceClassification(cfg).eval()
 
 
-def tiny_llama_cls(seed: int = 0):
-    from transformers import LlamaConfig, LlamaForSequenceClassification
+def tiny_llama_cls(tiny_config, seed: int = 0):
+    from transformers import LlamaForSequenceClassification
 
     torch.manual_seed(seed)
-    cfg = LlamaConfig(
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        vocab_size=VOCAB,
-        max_position_embeddings=64,
-        num_labels=2,
-        pad_token_id=0,
-        initializer_range=0.2,
+    cfg = tiny_config(
+        "llama", vocab_size=VOCAB, max_position_embeddings=64, num_labels=2, pad_token_id=0, initializer_range=0.2
     )
     return LlamaForSequenceClassification(cfg).eval()
 
@@ -79,8 +67,8 @@ def rows(n: int, seed: int) -> list[ClsRow]:
 @pytest.mark.parametrize(
     ("build", "targets"), [(tiny_bert_cls, "query,value"), (tiny_llama_cls, "q_proj,v_proj")], ids=["bert", "llama"]
 )
-def test_trial_learns_and_reports_metrics(build, targets) -> None:
-    model = build()
+def test_trial_learns_and_reports_metrics(tiny_config, build, targets) -> None:
+    model = build(tiny_config)
     runner = ClassifierRunner((model, Tok()), compute_dtype="fp32", labels=("no", "yes"), threads=1)
     probe = {k: v.clone() for k, v in runner.model.state_dict().items()}
     spec = AdapterSpec(TargetSpec(parse_targets(targets)), r=4, alpha=8, dropout=0.0)
@@ -102,10 +90,10 @@ def test_trial_learns_and_reports_metrics(build, targets) -> None:
     assert set(after) == set(probe) and all(torch.equal(after[k], probe[k]) for k in probe)
 
 
-def test_saved_adapter_reproduces_val_metrics(tmp_path) -> None:
+def test_saved_adapter_reproduces_val_metrics(tiny_config, tmp_path) -> None:
     from peft import PeftModel
 
-    runner = ClassifierRunner((tiny_bert_cls(), Tok()), compute_dtype="fp32", labels=("a", "b"))
+    runner = ClassifierRunner((tiny_bert_cls(tiny_config), Tok()), compute_dtype="fp32", labels=("a", "b"))
     spec = AdapterSpec(TargetSpec(parse_targets("query,value")), r=2, alpha=4)
     settings = TrainSettings(learning_rate=5e-3, batch_size=16, max_steps=10, compute_dtype="fp32")
     val = rows(40, 3)
@@ -123,8 +111,8 @@ def test_saved_adapter_reproduces_val_metrics(tmp_path) -> None:
     assert metrics["val_accuracy_after"] == res.val_accuracy_after and metrics["extra"]["labels"] == ["a", "b"]
 
 
-def test_bf16_trial_trains_and_leaves_the_base_head_bf16() -> None:
-    runner = ClassifierRunner((tiny_bert_cls(), Tok()), compute_dtype="bf16", labels=("a", "b"))
+def test_bf16_trial_trains_and_leaves_the_base_head_bf16(tiny_config) -> None:
+    runner = ClassifierRunner((tiny_bert_cls(tiny_config), Tok()), compute_dtype="bf16", labels=("a", "b"))
     spec = AdapterSpec(TargetSpec(parse_targets("query,value")), r=2, alpha=4)
     res = runner.run(spec, TrainSettings(learning_rate=1e-3, batch_size=8, max_steps=3), rows(32, 5), rows(8, 6))
     assert res.status == "ok" and res.val_accuracy_after is not None
@@ -148,5 +136,3 @@ def test_metrics_by_hand() -> None:
     # class 0: tp1 fp1 fn1 → 0.5; class 1: tp2 fp1 fn0 → 0.8; class 2: tp1 fp0 fn1 → 2/3
     assert macro_f1(preds, refs) == pytest.approx((0.5 + 0.8 + 2 / 3) / 3)
     assert macro_f1([1, 1], [0, 0]) == 0.0  # never right: both classes F1 0
-    sklearn = pytest.importorskip("sklearn.metrics")
-    assert macro_f1(preds, refs) == pytest.approx(sklearn.f1_score(refs, preds, average="macro"))
