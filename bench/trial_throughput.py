@@ -395,17 +395,22 @@ def main() -> None:
     busy = max(load.values()) - threads
     result["machine"]["contended"] = busy > 0.3
     text = json.dumps(result, indent=2) + "\n"
+    written = False
     if result["machine"]["contended"] and not args.force:
         print(f"warning: other processes used ~{busy:.1f} CPUs during the run; results not written (rerun, or --force)")
     elif args.steps >= 20:
         write_atomic(RESULTS, text)
+        written = True
     print(
         f"speedup {result['speedup']:.2f}x  roofline {result['roofline_fraction']:.2f}  "
         f"loss gap {result['loss_rel_gap']:.4f}  ({result['bench_seconds']:.0f} s)"
     )
     for name, arm in ceiling.items():
         print(f"ceiling {name}: roofline {arm.get('roofline_fraction', float('nan')):.2f}  {arm}")
-    print(text if args.steps < 20 else f"wrote {RESULTS}")
+    if args.steps < 20:
+        print(text)
+    elif written:
+        print(f"wrote {RESULTS}")
 
 
 def _cpu_name() -> str:
