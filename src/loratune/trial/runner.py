@@ -164,8 +164,12 @@ def _prepare(model: Any) -> Any:
 def quiet_libraries() -> None:
     """For the CLI: no weight-loading progress bars and no deprecation notices raised *inside*
     transformers/PEFT (e.g. PEFT reading ``is_gradient_checkpointing``) that a user cannot act on."""
+    import logging
     import warnings
 
+    # bitsandbytes (imported by PEFT whenever installed) warns on every start on AVX512-BF16 CPUs that
+    # it cannot fetch an optional kernel from the Hub — loratune never downloads, so the notice is noise.
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
