@@ -267,20 +267,25 @@ def train_loop(
                     result.status = "pruned"
                     result.message = f"pruned at step {step} (val loss {val_loss:.4f})"
                     break
+    record_run(result, step, tokens, train_seconds, memory, memory_note=", longest batch first")
+    result.extra["padding_fraction"] = round(1 - tokens / padded, 4) if padded else 0.0
+    if tuner is not None:
+        result.extra["threads"] = torch.get_num_threads()
+        result.extra["thread_changes"] = [list(t) for t in tuner.trace]
+
+
+def record_run(
+    result: TrialResult, step: int, tokens: int, train_seconds: float, memory: Any, *, memory_note: str = ""
+) -> None:
+    """What every trial loop (causal LM, classifier) records once its steps are done."""
     result.steps = step
     result.train_tokens = tokens
     result.tokens_per_second = tokens / train_seconds if train_seconds else 0.0
     result.train_loss_final = result.loss_curve[-1][1] if result.loss_curve else None
     if memory is not None:
         result.peak_memory_bytes = int(memory.peak_bytes)
-        result.extra["peak_memory_scope"] = (
-            f"first {min(MEMORY_STEPS, step or 1)} optimizer step(s), longest batch first"
-        )
-    result.extra["padding_fraction"] = round(1 - tokens / padded, 4) if padded else 0.0
+        result.extra["peak_memory_scope"] = f"first {min(MEMORY_STEPS, step or 1)} optimizer step(s){memory_note}"
     result.extra["train_seconds"] = round(train_seconds, 3)
-    if tuner is not None:
-        result.extra["threads"] = torch.get_num_threads()
-        result.extra["thread_changes"] = [list(t) for t in tuner.trace]
 
 
 def check_finite_weights(peft_model: Any, result: TrialResult) -> None:

@@ -29,7 +29,15 @@ from loratune.trial.adapter_io import save_adapter
 from loratune.trial.cls_data import ClsData, ClsRow, batches, collate, labels_of, prepare_cls, split_cls, tokenize_cls
 from loratune.trial.dropout import use_fast_dropout
 from loratune.trial.fused_lora import use_fused_lora
-from loratune.trial.loop import MEMORY_STEPS, _jsonable, _peak_memory, cleanup, make_optimizer, make_scheduler
+from loratune.trial.loop import (
+    MEMORY_STEPS,
+    _jsonable,
+    _peak_memory,
+    cleanup,
+    make_optimizer,
+    make_scheduler,
+    record_run,
+)
 from loratune.trial.metrics import ClsScores, accuracy, macro_f1
 from loratune.trial.peft_model import build_peft_model, enable_checkpointing
 from loratune.trial.progress import progress as progress_bar
@@ -310,14 +318,7 @@ def _train(
                         result.status = "pruned"
                         result.message = f"pruned at step {step} (val loss {val_loss:.4f})"
                         break
-    result.steps = step
-    result.train_tokens = tokens
-    result.tokens_per_second = tokens / train_seconds if train_seconds else 0.0
-    result.train_loss_final = result.loss_curve[-1][1] if result.loss_curve else None
-    if memory is not None:
-        result.peak_memory_bytes = int(memory.peak_bytes)
-        result.extra["peak_memory_scope"] = f"first {min(MEMORY_STEPS, step or 1)} optimizer step(s)"
-    result.extra["train_seconds"] = round(train_seconds, 3)
+    record_run(result, step, tokens, train_seconds, memory)
 
 
 def _loss(scores: ClsScores | None) -> float | None:
