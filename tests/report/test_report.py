@@ -55,7 +55,7 @@ def study_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     options = {"model": "smollm2-135m", "data": f"{EVIL}.jsonl", "strategy": "staged", "cost": "params"}
     write_atomic(d / SEARCH_JSON, json.dumps({"options": options, "storage_url": default_storage(d)}))
     anatomy = load_anatomy(resolve_source("smollm2-135m"))
-    write_outputs(d, best_config(out, study, anatomy, "smollm2-135m", {}, {}), [])
+    write_outputs(d, best_config(out, [study], anatomy, "smollm2-135m", {}, {}), [])
     write_report(load_study(d), d)
     return d
 

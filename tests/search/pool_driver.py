@@ -20,11 +20,13 @@ from synthetic import SyntheticObjective  # noqa: E402
 from loratune.search import SearchConfig, SearchInputs, Variant  # noqa: E402
 from loratune.search.space import RunConfig  # noqa: E402
 
+# The pool's searches without the fidelity ladder (which the coordinator runs itself: test_ladder.py).
 CONFIGS = {
-    "staged": SearchConfig(model="smollm2-135m", max_r=32, export="none"),
-    "optuna": SearchConfig(model="smollm2-135m", max_r=32, export="none", strategy="optuna", trials=10),
+    "staged": SearchConfig(model="smollm2-135m", max_r=32, export="none", finalists=0),
+    "optuna": SearchConfig(model="smollm2-135m", max_r=32, export="none", strategy="optuna", trials=10, finalists=0),
     # one LR per variant: a rank step is one run, so a second worker is idle and tries two ranks up
-    "ahead": SearchConfig(model="smollm2-135m", max_r=128, lr_runs=1, export="none"),
+    "ahead": SearchConfig(model="smollm2-135m", max_r=128, lr_runs=1, export="none", finalists=0),
+    "ladder": SearchConfig(model="smollm2-135m", max_r=32, export="none"),  # with its ladder, in-process
 }
 
 
@@ -34,7 +36,7 @@ class LoggedObjective(SyntheticObjective):
         if path:
             with open(path, "a") as f:
                 fcntl.flock(f, fcntl.LOCK_EX)
-                f.write(f"{config.variant.label()}|{config.learning_rate:g}|{os.getpid()}\n")
+                f.write(f"{config.variant.label()}|{config.learning_rate:g}|{self.steps}|{os.getpid()}\n")
         return super().__call__(config, on_eval)
 
 

@@ -15,11 +15,15 @@ STEPS = 8
 TOKENS_PER_STEP = 100
 
 
-def synthetic_loss(config: RunConfig) -> float:
+def synthetic_loss(config: RunConfig, steps: int = STEPS) -> float:
+    """Longer runs (``steps`` > STEPS, a ladder rung) lower the loss, let higher ranks pay off (capacity
+    runs out later) and move the LR optimum down, as real runs do."""
     v = config.variant
+    length = steps / STEPS
     capacity = 0.6 if v.modules == "all-linear" else 0.4
-    rank_gain = capacity * (1 - math.exp(-v.r / 6))  # saturates: doubling past ~16 barely pays
-    lr_term = 0.08 * math.log(config.learning_rate * v.scaling / 4e-4) ** 2  # optimum at lr·scaling = 4e-4
+    rank_gain = capacity * (1 - math.exp(-v.r / (6 * length**0.5)))  # saturates: doubling past ~16 barely pays
+    best_lr = 4e-4 * length**-0.3  # optimum at lr·scaling = 4e-4 at STEPS steps
+    lr_term = 0.08 * math.log(config.learning_rate * v.scaling / best_lr) ** 2
     dora = -0.01 if v.method == "dora" else 0.0
     return 2.5 - rank_gain + lr_term + dora
 
@@ -27,22 +31,35 @@ def synthetic_loss(config: RunConfig) -> float:
 class SyntheticObjective:
     """Callable like the real runner adapter; records every config it actually ran."""
 
-    def __init__(self, sleep: float = 0.0, diverge_above: float = 5e-3) -> None:
+    def __init__(self, sleep: float = 0.0, diverge_above: float = 5e-3, steps: int = STEPS) -> None:
         self.sleep = sleep
         self.diverge_above = diverge_above
+        self.steps = steps
         self.ran: list[RunConfig] = []
+        self.ran_at: list[tuple[int, RunConfig]] = []  # (steps, config) of every run, ladder rungs included
+        self.rungs: dict[int, SyntheticObjective] = {}
+
+    def at_steps(self, steps: int) -> SyntheticObjective:
+        """The same objective at another run length (a ladder rung); its runs are logged here too."""
+        if steps not in self.rungs:
+            rung = type(self)(self.sleep, self.diverge_above, steps)
+            rung.ran_at = self.ran_at  # one log of every run, whatever its length
+            self.rungs[steps] = rung
+        return self.rungs[steps]
 
     def __call__(self, config: RunConfig, on_eval: Callable[[int, float], bool] | None) -> TrialResult:
         self.ran.append(config)
-        final = synthetic_loss(config)
+        self.ran_at.append((self.steps, config))
+        final = synthetic_loss(config, self.steps)
+        n = self.steps
         v = config.variant
         params = v.r * MODULE_WIDTH.get(v.modules, 512) * 30
         if config.learning_rate * v.scaling > self.diverge_above:
             return TrialResult(status="diverged", message="loss became nan", train_tokens=TOKENS_PER_STEP)
         curve = []
-        for step in range(2, STEPS + 1, 2):
+        for step in range(2, n + 1, 2 * max(1, n // STEPS)):
             time.sleep(self.sleep)
-            loss = final + 0.5 * (1 - step / STEPS)
+            loss = final + 0.5 * (1 - step / n)
             curve.append((step, loss))
             if on_eval is not None and on_eval(step, loss):
                 return TrialResult(
@@ -59,9 +76,9 @@ class SyntheticObjective:
             peak_memory_bytes=100_000_000 + params * 16,
             wall_seconds=1.0,
             tokens_per_second=1000.0 / (1 + params / 1e6),
-            train_tokens=STEPS * TOKENS_PER_STEP,
+            train_tokens=n * TOKENS_PER_STEP,
             trainable_params=params,
-            steps=STEPS,
-            loss_curve=[(s, final + 0.6 * (1 - s / STEPS)) for s in range(1, STEPS + 1)],
+            steps=n,
+            loss_curve=[(s, final + 0.6 * (1 - s / n)) for s in range(1, n + 1)],
             val_curve=curve,
         )

@@ -39,7 +39,8 @@ def _inputs(anatomy, n_train: int = 100) -> SearchInputs:  # type: ignore[no-unt
     )
 
 
-CONFIG = SearchConfig(model="smollm2-135m", max_r=32, export="none")
+# The search without its fidelity ladder (tests/search/test_ladder.py covers that part).
+CONFIG = SearchConfig(model="smollm2-135m", max_r=32, export="none", finalists=0)
 
 
 # -- SearchConfig ----------------------------------------------------------------------------------

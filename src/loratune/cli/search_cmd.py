@@ -49,7 +49,23 @@ def search(
     max_length: Annotated[int, typer.Option("--max-length", help="Tokens per example (longer are cut).")] = 128,
     val_examples: Annotated[int, typer.Option("--val-examples", help="Validation examples used (fixed subset).")] = 32,
     lr: Annotated[float | None, typer.Option("--lr", help="Base LR (default: the recommendation's).")] = None,
-    lr_runs: Annotated[int, typer.Option("--lr-runs", help="LR runs per variant (1 = no LR sweep).")] = 2,
+    lr_runs: Annotated[
+        int,
+        typer.Option(
+            "--lr-runs",
+            help="Cap on LR runs per variant; a sweep stops once its best LR is bracketed (1 = no LR sweep).",
+        ),  # fmt: skip
+    ] = 5,
+    finalists: Annotated[
+        int,
+        typer.Option(
+            "--finalists",
+            help="Best variants re-run at 3x, 9x … the steps, up to --max-final-steps (the fidelity ladder); 0 = none.",
+        ),  # fmt: skip
+    ] = 3,
+    max_final_steps: Annotated[
+        int | None, typer.Option("--max-final-steps", help="Steps of the ladder's top rung (default 1 epoch).")
+    ] = None,
     trials: Annotated[int, typer.Option("--trials", help="optuna: distinct runs to make.")] = 20,
     pruner: Annotated[str, typer.Option("--pruner", help="optuna: halving, hyperband or none.")] = "halving",
     max_r: Annotated[int, typer.Option("--max-r", help="Highest rank the search may try.")] = 32,
@@ -133,6 +149,8 @@ def search(
             val_examples=val_examples,
             lr=lr,
             lr_runs=lr_runs,
+            finalists=finalists,
+            max_final_steps=max_final_steps,
             trials=trials,
             pruner=pruner,
             max_r=max_r,
@@ -268,6 +286,28 @@ def _duration(seconds: float) -> str:
     return f"{s // 60} min {s % 60:02d} s" if s >= 60 else f"{s} s"
 
 
+def _print_ladder(result: SearchResult) -> None:
+    """Each finalist's perplexity (best LR) at the search's length and at each rung."""
+    ladder = result.outcome.ladder
+    base = {s.variant: s for s in result.scores}
+    table = Table(title="fidelity ladder (val ppl at the best LR per length)")
+    table.add_column("variant", no_wrap=True)
+    for steps in [ladder.base_steps, *(r.steps for r in ladder.rungs)]:
+        table.add_column(f"{steps} steps", justify="right", no_wrap=True)
+    for f in ladder.finalists:
+        cells = [base.get(f.variant)] + [
+            next((s for s in r.scores if s.variant == f.variant), None) for r in ladder.rungs
+        ]
+        mark = " ◀ chosen" if f.variant == result.choice.chosen.variant else ""
+        table.add_row(escape(f.variant.label()) + mark,
+                      *(f"{c.ppl:.4f} @ {c.learning_rate:g}" if c and math.isfinite(c.ppl) else "—" for c in cells))  # fmt: skip
+    console.print(table)
+    if not ladder.ranking_held() and result.outcome.short_choice is not None:
+        short = result.outcome.short_choice.chosen.variant.label()
+        console.print(f"the ranking changed with length: the short runs picked {escape(short)}", highlight=False,
+                      soft_wrap=True)  # fmt: skip
+
+
 def print_result(result: SearchResult, out: Path) -> None:
     chosen = result.choice.chosen.variant
     table = Table(title="variants (best LR each; runs = runs trained)")
@@ -289,6 +329,9 @@ def print_result(result: SearchResult, out: Path) -> None:
             str(s.runs_trained),
         )
     console.print(table)
+    ladder = result.outcome.ladder
+    if ladder is not None and ladder.rungs:
+        _print_ladder(result)
     cached = f", {result.runs_from_cache} answered from the cache" if result.runs_from_cache else ""
     console.print(
         f"{result.runs_trained} run(s) trained{cached}, {result.tokens:,} training tokens",

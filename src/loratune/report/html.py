@@ -10,6 +10,7 @@ import base64
 import html
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,8 @@ def render(data: StudyData, figures: dict[str, bytes]) -> str:
     ]
     parts += _chosen_section(data)
     parts += _stages_section(data)
+    parts += _ladder_section(data)
+    parts += _sweeps_section(data)
     for name, title in (
         ("ppl_vs_rank.png", "Perplexity vs rank"),
         ("pareto.png", "Pareto front: cost vs perplexity"),
@@ -112,6 +115,82 @@ def _stages_section(data: StudyData) -> list[str]:
         '<table><tr><th class="l">stage</th><th class="l">tried</th>'
         '<th class="l">winner</th><th class="l">rule</th></tr>',
         rows,
+        "</table>",
+    ]
+
+
+def _ladder_section(data: StudyData) -> list[str]:
+    """Each finalist's perplexity (at its best LR) per rung: did the short runs' ranking hold at length?"""
+    if not data.rungs:
+        return []
+    base = {s.variant: s for s in data.scores}
+    variants = [s.variant for s in data.rungs[0].scores]
+    steps = data.options.get("steps", "?")
+    head = f"<tr><th class='l'>variant</th><th>{_e(steps)} steps (search)</th>" + "".join(
+        f"<th>{_e(r.steps)} steps</th>" for r in data.rungs
+    )
+    rows = []
+    for v in variants:
+        cells = [base.get(v)] + [next((s for s in r.scores if s.variant == v), None) for r in data.rungs]
+        chosen = data.choice is not None and data.choice.chosen.variant == v
+        rows.append(
+            f'<tr class="{"chosen" if chosen else ""}"><td class="l">{_e(v.label())}</td>'
+            + "".join(f"<td>{_e(_ladder_cell(c))}</td>" for c in cells)
+            + "</tr>"
+        )
+    short = data.short_choice.chosen.variant if data.short_choice else None
+    held = data.choice is not None and short == data.choice.chosen.variant
+    verdict = (
+        "The ranking held: the top rung picked what the short runs picked."
+        if held
+        else f"The ranking changed: the short runs picked {short.label() if short else '—'}, the top rung "
+        f"{data.choice.chosen.variant.label() if data.choice else '—'}."
+    )
+    return [
+        "<h2>Fidelity ladder</h2>",
+        f"<p>The search's finalists re-run at growing lengths, the LR re-tuned at each (cells: validation "
+        f"perplexity at the best LR). {_e(verdict)}</p>",
+        "<table>",
+        head + "</tr>",
+        *rows,
+        "</table>",
+    ]
+
+
+def _ladder_cell(s: Any) -> str:
+    return "—" if s is None else f"{_num(s.ppl)} @ {s.learning_rate:g}"
+
+
+def _sweeps_section(data: StudyData) -> list[str]:
+    """Whether each variant's LR sweep bracketed its best LR (search/lr.py::lr_edge decides)."""
+    from loratune.search.lr import LRPlan, lr_edge
+
+    cap = int(data.options.get("lr_runs", 1) or 1)
+    plan = LRPlan(max_runs=cap)
+    rows, flagged = [], 0
+    for label, scores in [("search", data.scores)] + [(f"{r.steps} steps", r.scores) for r in data.rungs]:
+        for s in scores:
+            tried = {float(r.learning_rate or 0): r.val_loss for r in s.runs if r.learning_rate}
+            edge = lr_edge(tried, replace(plan, base_lr=min(tried) if tried else plan.base_lr))
+            flagged += edge is not None
+            status = {
+                None: "not swept" if len(tried) < 2 else "bracketed",
+                "cap": f"best LR at the edge: the cap of {cap} runs was hit (raise --lr-runs)",
+                "bound": "best LR at the LR bound",
+            }[edge]
+            lrs = ", ".join(f"{lr:g}" for lr in sorted(tried))
+            rows.append(f'<tr class="{"failed" if edge else ""}"><td class="l">{_e(label)}</td>'
+                        f'<td class="l">{_e(s.variant.label())}</td><td class="l">{_e(lrs)}</td>'
+                        f"<td>{_e(f'{s.learning_rate:g}')}</td><td class='l'>{_e(status)}</td></tr>")  # fmt: skip
+    if not rows:
+        return []
+    return [
+        "<h2>Learning-rate sweeps</h2>",
+        f"<p>A variant's LR is tuned only when its best LR has a worse run on each side; {flagged} sweep(s) "
+        "ended at an edge.</p>",
+        "<table><tr><th class='l'>where</th><th class='l'>variant</th><th class='l'>LRs run</th><th>best</th>"
+        "<th class='l'>sweep</th></tr>",
+        *rows,
         "</table>",
     ]
 

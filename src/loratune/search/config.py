@@ -41,7 +41,7 @@ class SearchConfig:
     max_length: int = field(default=128, metadata=_help("tokens per example"))
     val_examples: int = field(default=32, metadata=_help("validation examples used (fixed subset)"))
     lr: float | None = field(default=None, metadata=_help("base LR (default: the recommendation's)"))
-    lr_runs: int = field(default=2, metadata=_help("LR runs per variant"))
+    lr_runs: int = field(default=5, metadata=_help("cap on LR runs per variant (the sweep stops once bracketed)"))
     trials: int = field(default=20, metadata=_help("optuna: distinct runs"))
     pruner: str = field(default="halving", metadata=_help("optuna: halving, hyperband or none"))
     max_r: int = field(default=32, metadata=_help("highest rank tried"))
@@ -57,6 +57,10 @@ class SearchConfig:
     export: str = field(default="peft,axolotl", metadata=_help("export formats, comma list, or none"))
     task: str | None = field(default=None, metadata=_help("task for the recommendation"))
     seed: int = field(default=0, metadata=_help("seed for the split, LoRA init and the sampler"))
+    finalists: int = field(default=3, metadata=_help("variants re-run at growing lengths (0 = no ladder)"))
+    max_final_steps: int | None = field(
+        default=None, metadata=_help("steps of the ladder's top rung (default one epoch)")
+    )
     train_final: bool = field(default=False, metadata=_help("train the pick and save the adapter"))
     final_steps: int | None = field(default=None, metadata=_help("steps of the final run (default 1 epoch)"))
     threads: int | None = field(default=None, metadata=_help("CPU threads for torch (default: measured)"))
@@ -84,7 +88,9 @@ class SearchConfig:
         for name in ("steps", "batch_size", "max_length", "val_examples", "lr_runs", "trials", "max_r"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{_flag(name)} must be >= 1, got {getattr(self, name)}", "use a positive integer")
-        for name in ("final_steps", "threads"):
+        if self.finalists < 0:
+            raise ConfigError(f"--finalists must be >= 0, got {self.finalists}", "use 0 (no ladder) or e.g. 3")
+        for name in ("final_steps", "threads", "max_final_steps"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"{_flag(name)} must be >= 1, got {value}", "use a positive integer, or leave it out")
@@ -141,17 +147,22 @@ class SearchConfig:
         """Pruning needs a validation loss midway; otherwise only the end is evaluated."""
         return max(1, self.steps // 2) if self.strategy == "optuna" and self.pruner != "none" else None
 
-    def train_settings(self, learning_rate: float, compute_dtype: str) -> TrainSettings:
-        """The settings every run of this search trains with (the LR moves per run)."""
+    def ladder_top(self, n_train: int) -> int:
+        """The ladder's top rung: ``--max-final-steps``, or one epoch of the training examples."""
+        return self.max_final_steps or max(1, math.ceil(n_train / self.batch_size))
+
+    def train_settings(self, learning_rate: float, compute_dtype: str, *, steps: int | None = None) -> TrainSettings:
+        """The settings every run of this search trains with (the LR moves per run); ``steps``: a ladder
+        rung's length instead of ``--steps`` (no midway evaluation there: nothing prunes a rung run)."""
         return TrainSettings(
             learning_rate=learning_rate,
             batch_size=self.batch_size,
-            max_steps=self.steps,
+            max_steps=steps or self.steps,
             max_length=self.max_length,
             warmup_ratio=0.1,
             seed=self.seed,
             compute_dtype=compute_dtype,
-            eval_every=self.eval_every,
+            eval_every=self.eval_every if steps is None else None,
         )
 
     # -- JSON --------------------------------------------------------------------------------------

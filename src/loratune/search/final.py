@@ -29,15 +29,25 @@ def peft_config(anatomy: Any, variant: Any) -> dict[str, Any]:
 
 def best_config(
     outcome: SearchOutcome,
-    study: SearchStudy,
+    studies: list[SearchStudy],
     anatomy: Any,
     model: str,
     training: dict[str, Any],
     run_settings: dict[str, Any],
 ) -> dict[str, Any]:
+    """``studies``: the search's study, then its ladder rungs' (their runs count as the search's)."""
     c = outcome.choice.chosen
-    trained, cached = run_counts(study.finished())
-    return {
+    trained, cached = run_counts([r for s in studies for r in s.finished()])
+    ladder = outcome.ladder
+    if ladder is not None and ladder.rungs:
+        top = ladder.rungs[-1].steps
+        note = (f"learning_rate was re-tuned at {top} steps, the fidelity ladder's top rung (the search's runs "
+                f"were {ladder.base_steps} steps); a run much longer than that may want a lower one.")  # fmt: skip
+    else:
+        note = ("learning_rate was tuned on the search's short runs; runs under ~100 steps favour a higher LR "
+                "(≈15× the full fine-tuning LR, vs ≈10× for longer runs [LoRA Without Regret]) — for a long run "
+                "consider ~2/3 of it.")  # fmt: skip
+    best = {
         "model": model,
         "strategy": outcome.strategy,
         "chosen": outcome.choice.to_dict()["chosen"],
@@ -49,15 +59,16 @@ def best_config(
         "search": {
             "runs_trained": trained,
             "runs_answered_from_cache": cached,
-            "tokens_trained": study.tokens(),
+            "tokens_trained": sum(s.tokens() for s in studies),
             "per_run_settings": run_settings,
         },
-        "notes": [
-            "learning_rate was tuned on the search's short runs; runs under ~100 steps favour a higher LR "
-            "(≈15× the full fine-tuning LR, vs ≈10× for longer runs [LoRA Without Regret]) — for a long run "
-            "consider ~2/3 of it."
-        ],
+        "notes": [note],
     }
+    if ladder is not None:
+        best["ladder"] = ladder.to_dict()
+        if outcome.short_choice is not None:
+            best["ladder"]["short_run_choice"] = outcome.short_choice.to_dict()["chosen"]
+    return best
 
 
 def write_outputs(out_dir: Path, best: dict[str, Any], exports: list[str]) -> list[Path]:

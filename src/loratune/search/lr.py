@@ -3,8 +3,11 @@
 Comparing variants at one LR misleads: once LR is tuned per method, DoRA/PiSSA land within 1-2 % of
 plain LoRA [Learning Rate Matters 2602.04998]. alpha/r acts like an LR multiplier [LoRA 2106.09685;
 QLoRA 2305.14314], so each variant's sweep starts at the LR that keeps ``lr * scaling`` equal to the
-baseline's, then walks a factor-``f`` ladder: center, center·f, then center·f² or center/f.
-Every LR sits on the ladder ``base_lr · f^k`` so identical runs share a cache key across strategies.
+baseline's, then walks a factor-``f`` ladder: center, center·f, then on in the direction that helps
+until the best LR is *interior* (a worse run on each side of it) or the cap (``max_runs``, the user's
+``--lr-runs``) is hit. Two runs can never bracket an optimum: a sweep that ends at an edge of its runs
+says so (:func:`lr_edge`), and the report shows it. Every LR sits on the ladder ``base_lr · f^k`` so
+identical runs share a cache key across strategies.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ class LRPlan:
     base_lr: float = 2e-4
     base_scaling: float = 2.0  # the scaling base_lr was chosen for (alpha = 2r)
     factor: float = 2.0
-    max_runs: int = 3  # runs per variant; 1 = no sweep (the scaled center only)
+    max_runs: int = 5  # cap on runs per variant; 1 = no sweep (the scaled center only)
     min_lr: float = 1e-6
     max_lr: float = 1e-2
 
@@ -45,15 +48,45 @@ class LRPlan:
         return self.snap(self.base_lr * self.base_scaling / variant.scaling)
 
 
+EDGES = ("cap", "bound")  # why a sweep's best LR sits at an edge of its runs: the run cap, or min/max_lr
+
+
+def expected_runs(max_runs: int) -> int:
+    """Runs a sweep usually makes (for ETAs and the time budget): three when the center is near the best
+    (center, one step each way), never more than the cap."""
+    return min(max_runs, 3)
+
+
 @dataclass
 class LRSweep:
     best_lr: float
     best_loss: float
     tried: dict[float, float]  # lr → val loss (inf when diverged/pruned/failed)
+    edge: str | None = None  # None: the best LR is interior (or there was no sweep); else one of EDGES
 
 
-def tune_lr(evaluate: Callable[[float], float], plan: LRPlan, center: float) -> LRSweep:
-    """Walk the ladder from ``center``: try center and center·f; keep going the way that helps.
+def lr_edge(tried: dict[float, float], plan: LRPlan) -> str | None:
+    """Whether the best of these runs is *not* bracketed: "bound" when it sits at the plan's min/max LR,
+    "cap" when it sits at an edge of the runs made (so the cap on runs stopped the walk), None when a
+    worse run lies on each side of it (tuned) or the plan makes one run per variant (no sweep asked).
+    One rule, read by the sweep, the search's events and the report."""
+    finite = {lr: loss for lr, loss in tried.items() if math.isfinite(loss)}
+    if plan.max_runs < 2 or len(tried) < 2 or not finite:
+        return None
+    best = min(finite, key=lambda k: (finite[k], k))
+    lrs = sorted(tried)
+    if best not in (lrs[0], lrs[-1]):
+        return None
+    if best >= plan.snap(plan.max_lr) or best <= plan.snap(plan.min_lr):
+        return "bound"
+    return "cap"
+
+
+def tune_lr(evaluate: Callable[[float], float], plan: LRPlan, center: float, *, down_first: bool = False) -> LRSweep:
+    """Walk the ladder from ``center``: try center and its neighbour (center·f, or center/f when
+    ``down_first``); keep going the way that helps until the best is bracketed or ``plan.max_runs`` runs
+    were made. ``down_first`` suits a longer run of a variant tuned at a shorter one: the best LR falls as
+    the token horizon grows [Bjorck et al., Scaling Optimal LR Across Token Horizons, arXiv:2409.19913].
 
     ``evaluate(lr)`` returns the validation loss (inf for a diverged or failed run).
     """
@@ -69,9 +102,10 @@ def tune_lr(evaluate: Callable[[float], float], plan: LRPlan, center: float) -> 
     f = plan.factor
     at(center)
     if plan.max_runs >= 2:
-        up = at(center * f)
-        direction = f if up < tried[plan.snap(center)] else 1 / f
-        probe = center * f if direction == f else center
+        first = f if not down_first else 1 / f
+        neighbour = at(center * first)
+        direction = first if neighbour < tried[plan.snap(center)] else 1 / first
+        probe = center * first if direction == first else center
         while len(tried) < plan.max_runs:
             nxt = plan.snap(probe * direction)
             if nxt in tried:  # clipped at a bound
@@ -81,4 +115,4 @@ def tune_lr(evaluate: Callable[[float], float], plan: LRPlan, center: float) -> 
                 break
             probe = nxt
     best_lr = min(tried, key=lambda k: (tried[k], k))
-    return LRSweep(best_lr=best_lr, best_loss=tried[best_lr], tried=tried)
+    return LRSweep(best_lr=best_lr, best_loss=tried[best_lr], tried=tried, edge=lr_edge(tried, plan))

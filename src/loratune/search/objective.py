@@ -41,6 +41,12 @@ class RunnerObjective:
         self.before_run = before_run
         self.seq_len = min(settings.max_length, max((len(getattr(x, "input_ids", x)) for x in train), default=1))
 
+    def at_steps(self, steps: int) -> RunnerObjective:
+        """The same objective training ``steps`` steps a run, without midway evaluations (a ladder rung)."""
+        settings = replace(self.settings, max_steps=steps, eval_every=None)
+        return RunnerObjective(self.runner, self.anatomy, settings, self.train, self.val, self.reference,
+                               progress=self.progress, before_run=self.before_run)  # fmt: skip
+
     def __call__(self, config: RunConfig, on_eval: Callable[[int, float], bool] | None) -> TrialResult:
         spec = config.variant.adapter_spec(self.anatomy.num_layers)
         settings = replace(self.settings, learning_rate=config.learning_rate)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ from loratune.search.events import (
     ignore,
 )
 from loratune.search.knee import Choice, VariantScore, choose, score_variants
+from loratune.search.lr import expected_runs
 from loratune.search.outdir import removed_on_failure
 from loratune.search.saved import SEARCH_JSON, SavedSearch, read_search_json, write_search_json
 from loratune.search.space import RunConfig, Variant
@@ -230,14 +231,7 @@ def run_search(
         base_lr = config.lr or inputs.recommended_lr
         settings = config.train_settings(base_lr, inputs.compute_dtype)
         val, ref = list(inputs.val)[: config.val_examples], list(inputs.reference)
-        fp = study_fingerprint(
-            model=inputs.model,
-            data_digest=inputs.data_digest,
-            n_train=len(inputs.train),
-            n_val=len(val),
-            n_reference=len(ref),
-            settings=settings,
-        )
+        fp = _fingerprint(inputs, len(val), len(ref), settings)
         study = _open_study(config, out, opened, fp, workers, storage)
         if sized is None and (out / SEARCH_JSON).is_file():  # a resume keeps what the budget chose
             sized = read_search_json(out / SEARCH_JSON).sized_by_budget
@@ -276,15 +270,24 @@ def run_search(
                                  factory=worker_factory)  # fmt: skip
         else:
             outcome = _run_strategy(config, study, _Tracked(objective, log), inputs.baseline, base_lr, log)
+        rung_studies: list[SearchStudy] = []
+        if config.finalists > 0:
+
+            def fingerprint_at(steps: int) -> str:  # a rung's study: the search's settings at its length
+                return _fingerprint(inputs, len(val), len(ref), config.train_settings(base_lr, inputs.compute_dtype,
+                                                                                      steps=steps))  # fmt: skip
+
+            outcome = _climb_ladder(config, study, objective, outcome, inputs, base_lr, fingerprint_at, rung_studies,
+                                    log)  # fmt: skip
 
         finished = study.finished()
         scores = score_variants(finished, config.metric)
-        trained, cached = run_counts(finished)
+        trained, cached = run_counts(finished + [r for s in rung_studies for r in s.finished()])
         from loratune.search.final import best_config, write_outputs
 
         best = best_config(
             outcome,
-            study,
+            [study, *rung_studies],
             inputs.anatomy,
             inputs.model,
             dict(inputs.recommendation.get("training") or {}),
@@ -302,12 +305,23 @@ def run_search(
             scores=scores,
             runs_trained=trained,
             runs_from_cache=cached,
-            tokens=study.tokens(),
+            tokens=sum(s.tokens() for s in [study, *rung_studies]),
             best=best,
             written=tuple(written),
             seconds=time.perf_counter() - started,
             final=final,
         )
+
+
+def _fingerprint(inputs: SearchInputs, n_val: int, n_reference: int, settings: TrainSettings) -> str:
+    return study_fingerprint(
+        model=inputs.model,
+        data_digest=inputs.data_digest,
+        n_train=len(inputs.train),
+        n_val=n_val,
+        n_reference=n_reference,
+        settings=settings,
+    )
 
 
 def _open_study(
@@ -355,7 +369,7 @@ def _run_strategy(
 
     if isinstance(objective, _Tracked):  # the plan's size until the strategy reports its own estimate
         done = sum(1 for r in study.finished() if r.cached_study != "self")
-        planned = planned_variants(baseline, staged_options(config)) * config.lr_runs
+        planned = planned_variants(baseline, staged_options(config)) * expected_runs(config.lr_runs)
         objective.runs_left = max(0, config.trials - done) if config.strategy == "optuna" else planned
     if config.strategy == "staged":
         from loratune.search.staged import StagedSearch
@@ -364,6 +378,57 @@ def _run_strategy(
     from loratune.search.optuna_strategy import optuna_search
 
     return optuna_search(study, objective, plan, optuna_options(config), baseline=baseline, log=relay)
+
+
+def _climb_ladder(
+    config: SearchConfig,
+    study: SearchStudy,
+    objective: Objective,
+    outcome: SearchOutcome,
+    inputs: SearchInputs,
+    base_lr: float,
+    fingerprint_at: Callable[[int], str],
+    opened: list[SearchStudy],
+    log: Log,
+) -> SearchOutcome:
+    """Re-run the search's finalists at growing lengths (``search.ladder``) in this process, each rung in
+    its own study beside ``study`` (appended to ``opened``); the outcome's pick becomes the top rung's."""
+    from loratune.search.baseline import plan_for
+    from loratune.search.ladder import LadderOptions, climb, pick_finalists
+    from loratune.search.staged import StageLog
+
+    at_steps = getattr(objective, "at_steps", None)
+    if at_steps is None:
+        raise ConfigError("this search's objective cannot train at other lengths", "pass finalists=0 (no ladder)")
+    scores = [s for s in score_variants(study.finished(), config.metric) if s.best.result is not None]
+    finalists = pick_finalists(scores, config.finalists, config.tolerance)
+    options = LadderOptions(config.finalists, config.ladder_top(len(inputs.train)), config.cost, config.tolerance,
+                            config.max_forgetting, config.metric)  # fmt: skip
+    if not finalists:
+        return outcome
+    storage = study._storage  # the rungs live where the search's study does (one file or server)
+
+    def study_at(steps: int) -> SearchStudy:
+        rung = SearchStudy(storage, fingerprint=fingerprint_at(steps), name=f"{study.study.study_name}.rung{steps}")
+        opened.append(rung)
+        return rung
+
+    def objective_at(steps: int) -> Objective:
+        tracked = _Tracked(at_steps(steps), log)
+        tracked.runs_left = None
+        return tracked
+
+    plan = plan_for(inputs.baseline, base_lr, config.lr_runs)
+    ladder = climb(finalists, config.steps, outcome.choice, options, plan, study_at, objective_at, log)
+    if not ladder.rungs:
+        return outcome
+    top = ladder.rungs[-1]
+    note = (f"{len(finalists)} finalist(s) re-run at " + ", ".join(f"{r.steps}" for r in ladder.rungs)
+            + f" steps; knee at {top.steps} steps" + ("" if ladder.ranking_held() else
+            f" (the short runs had picked {outcome.choice.chosen.variant.label()})"))  # fmt: skip
+    stage = StageLog("ladder", [s.variant for s in finalists], ladder.choice.chosen.variant, note)
+    return replace(outcome, stages=[*outcome.stages, stage], choice=ladder.choice, ladder=ladder,
+                   short_choice=outcome.choice)  # fmt: skip
 
 
 class _Tracked:

@@ -17,7 +17,7 @@ from typing import Any
 
 from loratune.search.events import Log, RunFinished, StageStarted, VariantScored, ignore
 from loratune.search.knee import Choice, VariantScore, choose, score_variants
-from loratune.search.lr import LRPlan, tune_lr
+from loratune.search.lr import LRPlan, expected_runs, tune_lr
 from loratune.search.metric import metric_score
 from loratune.search.space import RunConfig, Variant
 from loratune.search.study import Objective, SearchStudy
@@ -58,7 +58,9 @@ class StageLog:
 class SearchOutcome:
     strategy: str
     stages: list[StageLog]
-    choice: Choice
+    choice: Choice  # the pick: the ladder's, when one ran
+    ladder: Any = None  # search.ladder.LadderOutcome, when the finalists were re-run at growing lengths
+    short_choice: Choice | None = None  # the knee over the short runs alone (what the ladder started from)
 
 
 def planned_variants(baseline: Variant, opt: StagedOptions) -> int:
@@ -92,7 +94,7 @@ class StagedSearch:
 
     def runs_left(self) -> int:
         """The plan's estimate of the run requests still to come (at least one sweep until it ends)."""
-        return max(self._planned_runs - self._requested, self.plan.max_runs if self._planned_runs else 0)
+        return max(self._planned_runs - self._requested, expected_runs(self.plan.max_runs) if self._planned_runs else 0)
 
     # One variant = a short LR sweep; each run goes through the study (cached, persisted).
     def evaluate(self, variant: Variant, stage: str) -> VariantScore:
@@ -158,7 +160,7 @@ class StagedSearch:
     def run(self, baseline: Variant) -> SearchOutcome:
         o = self.opt
         stages: list[StageLog] = []
-        self._planned_runs = planned_variants(baseline, o) * self.plan.max_runs
+        self._planned_runs = planned_variants(baseline, o) * expected_runs(self.plan.max_runs)
 
         self.log(StageStarted("baseline"))
         self.evaluate(baseline, "baseline")

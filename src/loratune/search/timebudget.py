@@ -6,11 +6,13 @@ seconds per optimizer step and per evaluated example. A run then costs
     overhead + steps · s_step + evals · (val_examples + reference) · s_eval
 
 with ``evals`` = 2 (before and after) plus the mid-run evaluations a pruner asks for, and the search
-about ``planned runs`` of them (staged: ``planned_variants × lr_runs``; optuna: ``trials``). Knobs are
-given up in this order until the estimate fits: steps (down to 10), validation examples (to 32, then
-16, steps again down to 10 at each), the LR sweep (to 1 run per variant), steps (to 4), validation
-examples (to 8), steps (to 1). Nothing is ever raised above what was asked. Without the option nothing
-is probed or changed.
+about ``planned runs`` of them (staged: ``planned_variants ×`` the runs a sweep usually makes;
+optuna: ``trials``). With the fidelity ladder on (``finalists`` > 0) the search gets half the budget and
+the ladder the rest: its top rung is the longest (up to one epoch or ``--max-final-steps``) whose rungs
+fit; when not even the first rung fits, the ladder is dropped. Knobs of the search are given up in this
+order until its estimate fits: steps (down to 10), validation examples (to 32, then 16, steps again down
+to 10 at each), the LR sweep (to 1 run per variant), steps (to 4), validation examples (to 8), steps
+(to 1). Nothing is ever raised above what was asked. Without the option nothing is probed or changed.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 from loratune.errors import ConfigError
 from loratune.search.config import SearchConfig
 from loratune.search.events import BudgetSized, Log
+from loratune.search.ladder import rung_steps, survivors
+from loratune.search.lr import expected_runs
 from loratune.search.staged import planned_variants
 
 if TYPE_CHECKING:
@@ -74,13 +78,47 @@ def run_seconds(tp: Throughput, config: SearchConfig, n_reference: int, n_val: i
 
 
 def planned_runs(config: SearchConfig, variants: int) -> int:
-    return config.trials if config.strategy == "optuna" else variants * config.lr_runs
+    return config.trials if config.strategy == "optuna" else variants * expected_runs(config.lr_runs)
+
+
+def ladder_seconds(tp: Throughput, config: SearchConfig, top: int, n_reference: int, n_val: int | None = None) -> float:
+    """The ladder's estimate: per rung, its variants × a sweep's usual runs × a run of the rung's steps."""
+    n, total = config.finalists, 0.0
+    for steps in rung_steps(config.steps, top):
+        rung = replace(config, steps=steps, pruner="none")  # no midway evaluations on a rung
+        total += n * expected_runs(config.lr_runs) * run_seconds(tp, rung, n_reference, n_val)
+        n = survivors(n)
+    return total
 
 
 def size(
+    config: SearchConfig,
+    tp: Throughput,
+    seconds: float,
+    *,
+    variants: int,
+    n_reference: int,
+    n_val: int | None = None,
+    n_train: int | None = None,
+) -> Sizing:
+    """The largest config (by the order in the module doc) whose estimate fits in ``seconds``; with the
+    ladder on (and ``n_train`` known), the search fits half and the ladder's top rung the rest."""
+    ladder = config.finalists > 0 and n_train is not None
+    search = _size_search(config, tp, seconds / 2 if ladder else seconds, variants=variants,
+                          n_reference=n_reference, n_val=n_val)  # fmt: skip
+    if not ladder or n_train is None:
+        return search
+    c, left = search.config, seconds - search.estimated_seconds
+    top = c.ladder_top(n_train)
+    while top > c.steps and ladder_seconds(tp, c, top, n_reference, n_val) > left:
+        top = int(top * 0.9) if top > 20 else top - 1
+    c = replace(c, max_final_steps=max(top, c.steps))  # top <= steps: no rung fits, no ladder
+    return Sizing(c, search.planned_runs, search.estimated_seconds + ladder_seconds(tp, c, top, n_reference, n_val))
+
+
+def _size_search(
     config: SearchConfig, tp: Throughput, seconds: float, *, variants: int, n_reference: int, n_val: int | None = None
 ) -> Sizing:
-    """The largest config (by the order in the module doc) whose estimate fits in ``seconds``."""
     ladder = [
         (config.val_examples, config.lr_runs, min(config.steps, 10)),
         (min(config.val_examples, 32), config.lr_runs, min(config.steps, 10)),
@@ -128,6 +166,7 @@ def fit_to_budget(
         variants=variants,
         n_reference=len(inputs.reference),
         n_val=len(inputs.val),
+        n_train=len(inputs.train),
     )
     c = sizing.config
     log(
@@ -145,7 +184,12 @@ def fit_to_budget(
     record = {
         "minutes": config.time_budget,
         "asked": {"steps": config.steps, "val_examples": config.val_examples, "lr_runs": config.lr_runs},
-        "chosen": {"steps": c.steps, "val_examples": c.val_examples, "lr_runs": c.lr_runs},
+        "chosen": {
+            "steps": c.steps,
+            "val_examples": c.val_examples,
+            "lr_runs": c.lr_runs,
+            "max_final_steps": c.max_final_steps,
+        },  # fmt: skip
         "seconds_per_step": round(tp.seconds_per_step, 4),
         "seconds_per_eval_example": round(tp.seconds_per_eval_example, 4),
         "planned_runs": sizing.planned_runs,

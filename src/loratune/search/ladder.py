@@ -1,0 +1,200 @@
+"""The fidelity ladder: the search's best few variants re-run at growing run lengths, so the pick is the
+one that wins when trained for real, not the one that learns fastest in a few steps.
+
+A search's runs are short (10-30 steps); rank and module differences can appear only later, when
+capacity runs out, and the best LR moves with run length [Bjorck et al., arXiv:2409.19913]. So after the
+stages (staged) or the sampling (optuna), the finalists — the ``finalists`` best variants plus every
+variant within 2x the knee tolerance of the best — climb rungs of successive halving over steps
+[Jamieson & Talwalkar, arXiv:1502.07943; Li et al., Hyperband, arXiv:1603.06560]: each rung trains
+``RUNG_FACTOR``x the steps of the one below (the last is ``top_steps``: ``--max-final-steps`` or one
+epoch), re-tunes each variant's LR around its best of the rung below (downward first), and keeps the
+better half (the rung's knee always among them). The knee is taken at the highest rung.
+
+Each rung is its own study next to the search's (``<name>.rung<steps>``; its fingerprint holds the rung's
+steps), so every rung run is persisted, cached and resumed like any other run.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from loratune.search.events import Log, RunFinished, StageStarted, VariantScored, ignore
+from loratune.search.knee import Choice, VariantScore, choose, score_variants
+from loratune.search.lr import LRPlan, lr_edge, tune_lr
+from loratune.search.metric import metric_score
+from loratune.search.space import RunConfig, Variant
+from loratune.search.study import Objective, SearchStudy
+
+RUNG_FACTOR = 3  # steps grow 3x per rung (Hyperband's default eta)
+MERGE_BELOW = 1.5  # a last rung less than 1.5x its predecessor replaces it (an almost-repeat buys nothing)
+NEAR_FACTOR = 2.0  # finalists: every variant within 2x the knee tolerance of the best, on top of the best few
+
+
+@dataclass(frozen=True)
+class LadderOptions:
+    finalists: int = 3  # 0 = no ladder
+    top_steps: int = 0  # the last rung's steps (--max-final-steps, default one epoch)
+    cost: str = "params"
+    tolerance: float = 0.01
+    max_forgetting: float | None = None
+    metric: str = "loss"
+
+
+def rung_steps(base: int, top: int, factor: int = RUNG_FACTOR) -> list[int]:
+    """The rungs above a search of ``base`` steps: base·f, base·f², … below ``top``, then ``top``; a last
+    rung under ``MERGE_BELOW``x its predecessor is merged into ``top``. Empty when ``top <= base``."""
+    if top <= base:
+        return []
+    rungs: list[int] = []
+    steps = base * factor
+    while steps < top:
+        rungs.append(steps)
+        steps *= factor
+    if rungs and top < rungs[-1] * MERGE_BELOW:
+        rungs.pop()
+    return [*rungs, top]
+
+
+def survivors(n: int) -> int:
+    """How many of ``n`` variants a rung passes up: the better half (successive *halving*), at least one."""
+    return max(1, math.ceil(n / 2))
+
+
+def pick_finalists(scores: list[VariantScore], count: int, tolerance: float) -> list[VariantScore]:
+    """The ``count`` best-scoring variants, plus every one within ``NEAR_FACTOR``·tolerance of the best
+    (the knee's pick is always among those), best first."""
+    ranked = sorted((s for s in scores if math.isfinite(s.score)), key=lambda s: (s.score, s.variant))
+    if count < 1 or not ranked:
+        return []
+    limit = ranked[0].score * (1 + NEAR_FACTOR * tolerance)
+    return [s for i, s in enumerate(ranked) if i < count or s.score <= limit]
+
+
+@dataclass
+class Rung:
+    steps: int
+    study_name: str
+    scores: list[VariantScore] = field(default_factory=list)
+    choice: Choice | None = None
+    edges: dict[Variant, str | None] = field(default_factory=dict)  # variant → lr_edge of its sweep here
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "steps": self.steps,
+            "study": self.study_name,
+            "variants": [
+                {
+                    "variant": s.variant.label(),
+                    "ppl": s.ppl if math.isfinite(s.ppl) else None,
+                    "score": s.score if math.isfinite(s.score) else None,
+                    "learning_rate": s.learning_rate,
+                    "lrs": {f"{r.learning_rate:g}": (r.val_ppl if math.isfinite(r.val_ppl) else None) for r in s.runs},
+                    "lr_edge": self.edges.get(s.variant),
+                    "tokens": sum(r.tokens for r in s.runs if r.cached_study is None),
+                }
+                for s in self.scores
+            ],
+            "chosen": self.choice.chosen.variant.label() if self.choice else None,
+        }
+
+
+@dataclass
+class LadderOutcome:
+    base_steps: int
+    finalists: list[VariantScore]
+    rungs: list[Rung]
+    choice: Choice  # the knee at the highest rung reached
+    first_choice: Variant | None = None  # the search's own pick, from its short runs
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "base_steps": self.base_steps,
+            "finalists": [
+                {"variant": s.variant.label(), "ppl": s.ppl, "score": s.score, "learning_rate": s.learning_rate}
+                for s in self.finalists
+            ],
+            "rungs": [r.to_dict() for r in self.rungs],
+            "chosen": self.choice.chosen.variant.label(),
+            "chosen_steps": self.rungs[-1].steps if self.rungs else self.base_steps,
+            "ranking_held": self.ranking_held(),
+        }
+
+    def ranking_held(self) -> bool:
+        """Whether the highest rung picked what the search's short runs would have picked."""
+        return not self.rungs or self.choice.chosen.variant == self.first_choice
+
+
+# A study for a rung of ``steps`` steps, and the objective that trains at that length.
+StudyAt = Callable[[int], SearchStudy]
+ObjectiveAt = Callable[[int], Objective]
+
+
+def climb(
+    finalists: list[VariantScore],
+    base_steps: int,
+    first_choice: Choice,
+    options: LadderOptions,
+    plan: LRPlan,
+    study_at: StudyAt,
+    objective_at: ObjectiveAt,
+    log: Log = ignore,
+) -> LadderOutcome:
+    """Run the finalists up the rungs (see the module doc); ``first_choice`` is the search's own knee."""
+    rungs: list[Rung] = []
+    alive = list(finalists)
+    choice = first_choice
+    best_lr = {s.variant: s.learning_rate for s in finalists}
+    for steps in rung_steps(base_steps, options.top_steps):
+        study, objective = study_at(steps), objective_at(steps)
+        rung = Rung(steps, study.study.study_name)
+        log(StageStarted(f"ladder: {len(alive)} variant(s) at {steps} steps"))
+        for s in alive:
+            scored, edge = _tune_at(s.variant, best_lr[s.variant], steps, study, objective, plan, options, log)
+            rung.scores.append(scored)
+            rung.edges[s.variant] = edge
+            if math.isfinite(scored.score):
+                best_lr[s.variant] = scored.learning_rate
+        finite = [s for s in rung.scores if s.best.result is not None and math.isfinite(s.score)]
+        if not finite:
+            rungs.append(rung)
+            break  # every run of this rung failed: the rung below stands
+        rung.choice = choose(finite, cost=options.cost, tolerance=options.tolerance,
+                             max_forgetting=options.max_forgetting)  # fmt: skip
+        choice = rung.choice
+        rungs.append(rung)
+        ranked = sorted(finite, key=lambda s: (s.score, s.variant))
+        keep = {s.variant for s in ranked[: survivors(len(ranked))]} | {choice.chosen.variant}
+        alive = [s for s in ranked if s.variant in keep]
+    return LadderOutcome(base_steps, finalists, rungs, choice, first_choice.chosen.variant)
+
+
+def _tune_at(
+    variant: Variant,
+    center: float,
+    steps: int,
+    study: SearchStudy,
+    objective: Objective,
+    plan: LRPlan,
+    options: LadderOptions,
+    log: Log,
+) -> tuple[VariantScore, str | None]:
+    stage = f"ladder-{steps}"
+
+    def loss_at(lr: float) -> float:
+        started = time.perf_counter()
+        rec = study.run(RunConfig(variant, lr, stage=stage), objective)
+        log(RunFinished(rec, time.perf_counter() - started, None))
+        return rec.val_loss if options.metric == "loss" else metric_score(rec.result, options.metric)
+
+    sweep = tune_lr(loss_at, plan, plan.snap(center), down_first=True)
+    runs = [r for r in study.finished() if r.variant == variant]
+    scored = score_variants(runs, options.metric)
+    if scored:
+        log(VariantScored(variant, scored[0].ppl, sweep.best_lr, stage))
+        return scored[0], lr_edge(sweep.tried, plan)
+    log(VariantScored(variant, None, None, stage))
+    return VariantScore(variant, runs[0], runs, options.metric), None
