@@ -57,8 +57,8 @@ def test_rungs_grow_threefold_up_to_the_top(base: int, top: int, rungs: list[int
     assert rung_steps(base, top) == rungs
 
 
-def test_each_rung_keeps_the_better_half() -> None:
-    assert [survivors(n) for n in (1, 2, 3, 4, 5, 8)] == [1, 1, 2, 2, 3, 4]
+def test_each_rung_keeps_the_best_third() -> None:
+    assert [survivors(n) for n in (1, 2, 3, 4, 5, 8)] == [1, 1, 1, 2, 2, 3]
 
 
 def test_finalists_are_the_best_few_plus_every_near_one(tmp_path: Path, anatomy: Any) -> None:
@@ -112,6 +112,15 @@ def test_a_longer_run_tries_the_lower_lr_first() -> None:
     assert tried == pytest.approx([4e-4, 2e-4, 1e-4]) and sweep.best_lr == pytest.approx(2e-4) and sweep.edge is None
 
 
+def test_a_longer_run_never_walks_above_a_bracketed_shorter_best() -> None:
+    plan = LRPlan(base_lr=1e-4, max_runs=5)
+    loss, tried = _valley(4e-4)  # the best stayed where the shorter run had it
+    sweep = tune_lr(loss, plan, 4e-4, down_first=True, ceiling=4e-4)
+    assert tried == pytest.approx([4e-4, 2e-4]) and sweep.best_lr == pytest.approx(4e-4) and sweep.edge is None
+    loss, tried = _valley(1.6e-3)  # without the ceiling the walk goes up (the shorter run was capped)
+    assert tune_lr(loss, plan, 4e-4, down_first=True).best_lr == pytest.approx(1.6e-3)
+
+
 # -- the ladder in a search ----------------------------------------------------------------------------
 def test_the_finalists_climb_and_the_knee_is_taken_at_the_top_rung(tmp_path: Path, anatomy: Any) -> None:
     obj = SyntheticObjective()
@@ -119,16 +128,18 @@ def test_the_finalists_climb_and_the_knee_is_taken_at_the_top_rung(tmp_path: Pat
     ladder = result.outcome.ladder
     top = math.ceil(400 / CONFIG.batch_size)  # one epoch: 100 steps
     assert [r.steps for r in ladder.rungs] == rung_steps(STEPS, top) == [24, 100]
-    # every finalist runs the first rung; each later rung keeps the better half
+    # every finalist runs the first rung; each later rung keeps the best third and the rung's knee
     assert [s.variant for s in ladder.rungs[0].scores] == [s.variant for s in ladder.finalists]
     for below, above in zip(ladder.rungs, ladder.rungs[1:], strict=False):
-        assert len(above.scores) == survivors(len(below.scores))
+        ranked = sorted(below.scores, key=lambda s: s.score)
+        kept = {s.variant for s in ranked[: survivors(len(ranked))]} | {below.choice.chosen.variant}
+        assert {s.variant for s in above.scores} == kept
     # rung runs trained at the rung's length, with the LR re-tuned there until bracketed
     lengths = {steps for steps, _ in obj.ran_at}
     assert lengths == {STEPS, *(r.steps for r in ladder.rungs)}
     for rung in ladder.rungs:
         for s in rung.scores:
-            assert rung.edges[s.variant] is None and len(s.runs) >= 3
+            assert rung.edges[s.variant] is None and len(s.runs) >= 2
     # the pick: the top rung's knee, at its LR; best_config.json shows every rung
     top_rung = ladder.rungs[-1]
     assert result.choice.chosen.variant == top_rung.choice.chosen.variant

@@ -10,7 +10,6 @@ import base64
 import html
 import json
 import math
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -163,25 +162,28 @@ def _ladder_cell(s: Any) -> str:
 
 def _sweeps_section(data: StudyData) -> list[str]:
     """Whether each variant's LR sweep bracketed its best LR (search/lr.py::lr_edge decides)."""
-    from loratune.search.lr import LRPlan, lr_edge
+    from loratune.search.ladder import sweep_edges
+    from loratune.search.lr import LRPlan
 
     cap = int(data.options.get("lr_runs", 1) or 1)
-    plan = LRPlan(max_runs=cap)
+    levels = [data.scores, *(r.scores for r in data.rungs)]
+    names = ["search", *(f"{r.steps} steps" for r in data.rungs)]
     rows, flagged = [], 0
-    for label, scores in [("search", data.scores)] + [(f"{r.steps} steps", r.scores) for r in data.rungs]:
+    for label, scores, edges in zip(names, levels, sweep_edges(levels, LRPlan(max_runs=cap)), strict=True):
         for s in scores:
-            tried = {float(r.learning_rate or 0): r.val_loss for r in s.runs if r.learning_rate}
-            edge = lr_edge(tried, replace(plan, base_lr=min(tried) if tried else plan.base_lr))
+            tried = sorted({float(r.learning_rate) for r in s.runs if r.learning_rate})
+            edge = edges[s.variant]
             flagged += edge is not None
             status = {
                 None: "not swept" if len(tried) < 2 else "bracketed",
                 "cap": f"best LR at the edge: the cap of {cap} runs was hit (raise --lr-runs)",
                 "bound": "best LR at the LR bound",
             }[edge]
-            lrs = ", ".join(f"{lr:g}" for lr in sorted(tried))
-            rows.append(f'<tr class="{"failed" if edge else ""}"><td class="l">{_e(label)}</td>'
-                        f'<td class="l">{_e(s.variant.label())}</td><td class="l">{_e(lrs)}</td>'
-                        f"<td>{_e(f'{s.learning_rate:g}')}</td><td class='l'>{_e(status)}</td></tr>")  # fmt: skip
+            rows.append(
+                f'<tr class="{"failed" if edge else ""}"><td class="l">{_e(label)}</td>'
+                f'<td class="l">{_e(s.variant.label())}</td><td class="l">{_e(", ".join(f"{x:g}" for x in tried))}</td>'
+                f"<td>{_e(f'{s.learning_rate:g}')}</td><td class='l'>{_e(status)}</td></tr>"
+            )
     if not rows:
         return []
     return [

@@ -7,8 +7,9 @@ stages (staged) or the sampling (optuna), the finalists — the ``finalists`` be
 variant within 2x the knee tolerance of the best — climb rungs of successive halving over steps
 [Jamieson & Talwalkar, arXiv:1502.07943; Li et al., Hyperband, arXiv:1603.06560]: each rung trains
 ``RUNG_FACTOR``x the steps of the one below (the last is ``top_steps``: ``--max-final-steps`` or one
-epoch), re-tunes each variant's LR around its best of the rung below (downward first), and keeps the
-better half (the rung's knee always among them). The knee is taken at the highest rung.
+epoch), re-tunes each variant's LR around its best of the rung below (downward first, never above a
+best the rung below bracketed: the best LR falls with the horizon), and keeps the best third (the
+rung's knee always among them). The knee is taken at the highest rung.
 
 Each rung is its own study next to the search's (``<name>.rung<steps>``; its fingerprint holds the rung's
 steps), so every rung run is persisted, cached and resumed like any other run.
@@ -60,8 +61,9 @@ def rung_steps(base: int, top: int, factor: int = RUNG_FACTOR) -> list[int]:
 
 
 def survivors(n: int) -> int:
-    """How many of ``n`` variants a rung passes up: the better half (successive *halving*), at least one."""
-    return max(1, math.ceil(n / 2))
+    """How many of ``n`` variants a rung passes up: the best 1/``RUNG_FACTOR`` (resources x eta, survivors
+    / eta, as in Hyperband's brackets), at least one."""
+    return max(1, math.ceil(n / RUNG_FACTOR))
 
 
 def pick_finalists(scores: list[VariantScore], count: int, tolerance: float) -> list[VariantScore]:
@@ -148,16 +150,20 @@ def climb(
     alive = list(finalists)
     choice = first_choice
     best_lr = {s.variant: s.learning_rate for s in finalists}
+    # a variant's best LR at the rung below, when that sweep bracketed it: the ceiling here (lr.tune_lr)
+    ceiling: dict[Variant, float | None] = {s.variant: _bracketed(s, plan) for s in finalists}
     for steps in rung_steps(base_steps, options.top_steps):
         study, objective = study_at(steps), objective_at(steps)
         rung = Rung(steps, study.study.study_name)
         log(StageStarted(f"ladder: {len(alive)} variant(s) at {steps} steps"))
         for s in alive:
-            scored, edge = _tune_at(s.variant, best_lr[s.variant], steps, study, objective, plan, options, log)
+            top = ceiling[s.variant]
+            scored, edge = _tune_at(s.variant, best_lr[s.variant], top, steps, study, objective, plan, options, log)
             rung.scores.append(scored)
             rung.edges[s.variant] = edge
             if math.isfinite(scored.score):
                 best_lr[s.variant] = scored.learning_rate
+                ceiling[s.variant] = scored.learning_rate if edge is None else None
         finite = [s for s in rung.scores if s.best.result is not None and math.isfinite(s.score)]
         if not finite:
             rungs.append(rung)
@@ -172,9 +178,33 @@ def climb(
     return LadderOutcome(base_steps, finalists, rungs, choice, first_choice.chosen.variant)
 
 
+def sweep_edges(levels: list[list[VariantScore]], plan: LRPlan) -> list[dict[Variant, str | None]]:
+    """``lr_edge`` of every variant's sweep, level by level (the search's runs, then each rung), with the
+    ceiling each rung's sweep had: the variant's bracketed best LR one level down (what ``climb`` does)."""
+    out: list[dict[Variant, str | None]] = []
+    ceiling: dict[Variant, float | None] = {}
+    for i, level in enumerate(levels):
+        edges: dict[Variant, str | None] = {}
+        for s in level:
+            tried = {float(r.learning_rate or 0.0): r.val_loss for r in s.runs if r.learning_rate}
+            top = ceiling.get(s.variant) if i else None
+            edges[s.variant] = lr_edge(tried, plan, ceiling=top)
+        ceiling = {s.variant: _bracketed(s, plan) if i == 0 else (s.learning_rate if edges[s.variant] is None
+                   else None) for s in level}  # fmt: skip
+        out.append(edges)
+    return out
+
+
+def _bracketed(s: VariantScore, plan: LRPlan) -> float | None:
+    """The variant's best LR when its runs bracket it (a worse run each side), else None."""
+    tried = {float(r.learning_rate or 0.0): r.val_loss for r in s.runs if r.learning_rate}
+    return s.learning_rate if len(tried) >= 3 and lr_edge(tried, plan) is None else None
+
+
 def _tune_at(
     variant: Variant,
     center: float,
+    ceiling: float | None,
     steps: int,
     study: SearchStudy,
     objective: Objective,
@@ -190,11 +220,11 @@ def _tune_at(
         log(RunFinished(rec, time.perf_counter() - started, None))
         return rec.val_loss if options.metric == "loss" else metric_score(rec.result, options.metric)
 
-    sweep = tune_lr(loss_at, plan, plan.snap(center), down_first=True)
+    sweep = tune_lr(loss_at, plan, plan.snap(center), down_first=True, ceiling=ceiling)
     runs = [r for r in study.finished() if r.variant == variant]
     scored = score_variants(runs, options.metric)
     if scored:
         log(VariantScored(variant, scored[0].ppl, sweep.best_lr, stage))
-        return scored[0], lr_edge(sweep.tried, plan)
+        return scored[0], sweep.edge
     log(VariantScored(variant, None, None, stage))
     return VariantScore(variant, runs[0], runs, options.metric), None

@@ -65,28 +65,35 @@ class LRSweep:
     edge: str | None = None  # None: the best LR is interior (or there was no sweep); else one of EDGES
 
 
-def lr_edge(tried: dict[float, float], plan: LRPlan) -> str | None:
+def lr_edge(tried: dict[float, float], plan: LRPlan, *, ceiling: float | None = None) -> str | None:
     """Whether the best of these runs is *not* bracketed: "bound" when it sits at the plan's min/max LR,
     "cap" when it sits at an edge of the runs made (so the cap on runs stopped the walk), None when a
     worse run lies on each side of it (tuned) or the plan makes one run per variant (no sweep asked).
-    One rule, read by the sweep, the search's events and the report."""
+    ``ceiling``: an LR known to be at or above the best (a longer run's best LR never rises above the
+    bracketed best of a shorter one, see :func:`tune_lr`), so a best at the top edge that equals it is
+    bracketed. One rule, read by the sweep, the ladder and the report."""
     finite = {lr: loss for lr, loss in tried.items() if math.isfinite(loss)}
     if plan.max_runs < 2 or len(tried) < 2 or not finite:
         return None
     best = min(finite, key=lambda k: (finite[k], k))
     lrs = sorted(tried)
-    if best not in (lrs[0], lrs[-1]):
+    if best not in (lrs[0], lrs[-1]) or (ceiling is not None and best == lrs[-1] and best >= ceiling):
         return None
     if best >= plan.snap(plan.max_lr) or best <= plan.snap(plan.min_lr):
         return "bound"
     return "cap"
 
 
-def tune_lr(evaluate: Callable[[float], float], plan: LRPlan, center: float, *, down_first: bool = False) -> LRSweep:
+def tune_lr(
+    evaluate: Callable[[float], float], plan: LRPlan, center: float, *, down_first: bool = False,
+    ceiling: float | None = None,
+) -> LRSweep:  # fmt: skip
     """Walk the ladder from ``center``: try center and its neighbour (center·f, or center/f when
     ``down_first``); keep going the way that helps until the best is bracketed or ``plan.max_runs`` runs
     were made. ``down_first`` suits a longer run of a variant tuned at a shorter one: the best LR falls as
     the token horizon grows [Bjorck et al., Scaling Optimal LR Across Token Horizons, arXiv:2409.19913].
+    So with ``ceiling`` (that shorter run's bracketed best) the walk never goes above it: a center equal
+    to the ceiling that beats the LR below it is tuned after two runs.
 
     ``evaluate(lr)`` returns the validation loss (inf for a diverged or failed run).
     """
@@ -107,6 +114,8 @@ def tune_lr(evaluate: Callable[[float], float], plan: LRPlan, center: float, *, 
         direction = first if neighbour < tried[plan.snap(center)] else 1 / first
         probe = center * first if direction == first else center
         while len(tried) < plan.max_runs:
+            if ceiling is not None and direction > 1 and plan.snap(probe * direction) > plan.snap(ceiling):
+                break  # above what a shorter run already bracketed
             nxt = plan.snap(probe * direction)
             if nxt in tried:  # clipped at a bound
                 break
@@ -115,4 +124,4 @@ def tune_lr(evaluate: Callable[[float], float], plan: LRPlan, center: float, *, 
                 break
             probe = nxt
     best_lr = min(tried, key=lambda k: (tried[k], k))
-    return LRSweep(best_lr=best_lr, best_loss=tried[best_lr], tried=tried, edge=lr_edge(tried, plan))
+    return LRSweep(best_lr, tried[best_lr], tried, lr_edge(tried, plan, ceiling=ceiling))
