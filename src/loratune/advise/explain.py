@@ -30,6 +30,7 @@ LORA = "LoRA arXiv:2106.09685"
 QLORA = "QLoRA arXiv:2305.14314"
 LEARNS_LESS = "LoRA Learns Less and Forgets Less arXiv:2405.09673"
 WITHOUT_REGRET = "LoRA Without Regret (Thinking Machines, 2025)"
+TINKER_LR = "tinker-cookbook hyperparam_utils.get_lr (Thinking Machines)"
 EXPRESSIVE = "Expressive Power of LoRA arXiv:2310.17513"
 RSLORA = "rsLoRA arXiv:2312.03732"
 DORA = "DoRA arXiv:2402.09353"
@@ -45,6 +46,7 @@ SEED_TITLES = {"000": "LoRA 하이퍼파라미터 선정 가이드", "003": "Cha
 _SHORT = {
     LEARNS_LESS: ("Learns Less", "Learns Less arXiv:2405.09673"),
     WITHOUT_REGRET: ("Without Regret", "Without Regret (Thinking Machines, 2025)"),
+    TINKER_LR: ("Tinker LR fit", "Tinker LR fit = tinker-cookbook hyperparam_utils.get_lr"),
     EXPRESSIVE: ("Expressive Power", "Expressive Power arXiv:2310.17513"),
     LR_MATTERS: ("LR Matters", "LR Matters arXiv:2602.04998"),
     PEFT_ADALORA: ("PEFT AdaLoraConfig", PEFT_ADALORA),
