@@ -70,8 +70,10 @@ def save_png(probe: LRProbe, path: Path) -> None:
         ax.set_xscale("log")
         finite = [s for s in probe.smoothed if math.isfinite(s)]
         if finite:
+            # From the lowest loss drawn to the start plus the drop: the diverging tail is cut, not the fall.
             lo, start = min(finite), finite[0]
-            ax.set_ylim(lo - 0.05 * abs(lo), max(start, lo) + max(start - lo, 0.1 * abs(lo)))
+            bottom = min([lo, *(x for x in probe.losses if math.isfinite(x))])
+            ax.set_ylim(bottom - 0.02 * abs(bottom), start + max(start - lo, 0.1 * abs(lo)))
         ax.set_xlabel("learning rate")
         ax.set_ylabel("training loss (nats)")
         ax.set_title("LR range test (Smith, arXiv:1506.01186)")
