@@ -40,3 +40,10 @@ def test_the_probe_prints_the_curve_and_uses_its_lr(cli, tiny_model_dir, qa_file
     assert len(probe["lrs"]) == len(probe["losses"]) == len(probe["smoothed"]) <= 20 and probe["reason"]
     lr = next(e for e in d["explanations"] if e["param"] == "learning_rate")
     assert lr["alternative"]["source"].startswith("LoRA Without Regret")  # the rule's value, kept beside it
+
+
+def test_a_classifier_recommendation_is_not_probed(cli):
+    # the probe trains a causal LM; an encoder classifier's head needs the classification loop
+    r = cli("recommend", "all-minilm-l6-v2", "--task", "classification", "--data", "demo-cls", "--probe")
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.strip().splitlines() == [r.stderr.strip()] and "SEQ_CLS" in r.stderr
