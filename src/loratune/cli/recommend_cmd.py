@@ -193,29 +193,11 @@ def _wrote(paths: list[Path]) -> None:
 
 
 def _probe(request: ProbeRequest, rec: Recommendation, *, quiet: bool) -> LRProbe:
-    """The range test of ``rec``; a header and a progress bar on stderr once the model is loaded (none under
-    --json), so its clock counts the steps only."""
-    import contextlib
-
-    from loratune.trial.progress import Tracker, progress
-
+    """The range test of ``rec``; its header and progress bar on stderr (none under --json)."""
     data = rec.to_dict()
     check_probe(request, data)
-    with contextlib.ExitStack() as stack:
-        bar: list[Tracker] = [Tracker()]
-
-        def started(what: str) -> None:
-            if not quiet:
-                err_console.print(what, highlight=False, soft_wrap=True)
-                bar[0] = stack.enter_context(progress("LR range test", request.steps))
-
-        return probe_recommendation(
-            request,
-            data,
-            on_start=started,
-            on_step=lambda step, lr, loss: bar[0].advance(info=f"lr {lr:.1e}  loss {loss:.3f}"),
-        )
-    raise AssertionError("unreachable")  # the with block returns
+    header = None if quiet else (lambda what: err_console.print(what, highlight=False, soft_wrap=True))
+    return probe_recommendation(request, data, on_start=header, progress=not quiet)
 
 
 def _print_probe(p: LRProbe, rec: Recommendation, out: Any) -> None:

@@ -147,11 +147,13 @@ def probe_learning_rate(
     min_lr: float = MIN_LR,
     max_lr: float = MAX_LR,
     on_step: Callable[[int, float, float], None] | None = None,
+    progress: bool = False,
 ) -> LRProbe:
     """Run the range test of ``spec`` (an :class:`AdapterSpec`) on ``runner``'s base (a :class:`TrialRunner`)
     over ``train_examples`` (tokenized), trained as ``settings`` (a :class:`TrainSettings`: batch size,
     accumulation, length, dtype, seed, clipping) says; the LR of each step comes from :func:`lr_schedule`.
-    ``on_step(step, lr, loss)`` after each step (progress). The runner's base model is unchanged afterwards."""
+    ``on_step(step, lr, loss)`` after each step; ``progress``: a bar on stderr (trial/progress.py) as a trial
+    shows. The runner's base model is unchanged afterwards."""
     check_range(steps, min_lr, max_lr)
     import torch
     from peft.helpers import disable_input_dtype_casting
@@ -164,6 +166,7 @@ def probe_learning_rate(
     from loratune.trial.loop import cleanup, make_optimizer, micro_batches
     from loratune.trial.loss import split_decoder_head
     from loratune.trial.peft_model import build_peft_model, enable_checkpointing
+    from loratune.trial.progress import progress as progress_bar
     from loratune.trial.speed import attention_for, use_attention
 
     started = time.perf_counter()
@@ -197,13 +200,17 @@ def probe_learning_rate(
             parts = split_decoder_head(peft_model)
             batches = micro_batches(examples, settings, pad_id)
             peft_model.train()
-            with disable_input_dtype_casting(peft_model, active=settings.compute_dtype in ("bf16", "fp16")):
+            with (
+                disable_input_dtype_casting(peft_model, active=settings.compute_dtype in ("bf16", "fp16")),
+                progress_bar("LR range test", steps, enabled=progress) as bar,
+            ):
                 for step, lr in enumerate(schedule, 1):
                     for group in optimizer.param_groups:
                         group["lr"] = lr
                     loss = _step(peft_model, optimizer, scaler, params, settings, batches, parts, device)
                     lrs.append(lr)
                     losses.append(loss)
+                    bar.advance(info=f"lr {lr:.1e}  loss {loss:.3f}")
                     if on_step is not None:
                         on_step(step, lr, loss)
                     if diverging(smooth(losses)):

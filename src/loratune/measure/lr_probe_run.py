@@ -52,10 +52,12 @@ def probe_recommendation(
     *,
     on_start: Callable[[str], None] | None = None,
     on_step: Callable[[int, float, float], None] | None = None,
+    progress: bool = False,
 ) -> LRProbe:
     """The range test of ``recommendation`` (``Recommendation.to_dict()``): its adapter (``config``), its
     micro-batch × accumulation, sequence length, checkpointing and base quantization (``training``).
-    ``on_start(description)`` once the model is loaded and the data tokenized (for the header line)."""
+    ``on_start(description)`` once the model is loaded and the data tokenized (for the header line);
+    ``progress``: a bar on stderr over the steps (trial/progress.py)."""
     check_probe(req, recommendation)
     from loratune.budget.spec import AdapterSpec
     from loratune.models import resolve_source
@@ -90,5 +92,13 @@ def probe_recommendation(
             f"{req.min_lr:g} → {req.max_lr:g}; " + describe(device, dtype, quant)
         )
     return probe_learning_rate(
-        runner, spec, settings, prepared.train, steps=req.steps, min_lr=req.min_lr, max_lr=req.max_lr, on_step=on_step
+        runner,
+        spec,
+        settings,
+        prepared.train,
+        steps=req.steps,
+        min_lr=req.min_lr,
+        max_lr=req.max_lr,
+        on_step=on_step,
+        progress=progress,
     )
