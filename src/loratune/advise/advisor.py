@@ -268,7 +268,9 @@ class Advisor:
         return eff, micro, epochs, steps_per_epoch, total
 
     def lr(self, scaling: float, total: int | None) -> float:
-        lit = R.lr_literature(total)
+        # The caller's run length wins (a search run of 30 steps), else this recommendation's schedule.
+        steps = self.i.total_steps if self.i.total_steps is not None else total
+        lit = R.lr_literature(self.a.facts.hidden_size, steps)
         if self.task.name == "classification":
             from loratune.advise.classification import head_row, literature_cls_lr
 

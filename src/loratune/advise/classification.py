@@ -7,8 +7,11 @@ r = 1 scores 91.3 vs 91.6 at r = 8) says a classifier needs very little rank —
 shown; loratune follows the seed (checked on the demo data by ``bench/cls_rank_sweep.py``).
 
 Learning rate: Table 9's LoRA learning rates for GLUE are 4e-4–5e-4 (the head trains from scratch), not the
-2e-4 of instruction tuning. The head: PEFT's ``task_type="SEQ_CLS"`` trains ``classifier`` / ``score`` in
-full (``modules_to_save``); budget counts it.
+2e-4 of instruction tuning. The width fit of generation advice (``lr_rule.py``: LoRA ≈ 10× a full
+fine-tuning LR that falls with hidden size) is not applied here: it was fitted on decoder SFT, while this LR is
+bounded by a head trained from scratch at the same rate, and Table 9 measured it on the encoder sizes this path
+serves (MiniLM-L6 is 384 wide, RoBERTa-base 768). The head: PEFT's ``task_type="SEQ_CLS"`` trains
+``classifier`` / ``score`` in full (``modules_to_save``); budget counts it.
 """
 
 from __future__ import annotations

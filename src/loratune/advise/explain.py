@@ -30,6 +30,9 @@ LORA = "LoRA arXiv:2106.09685"
 QLORA = "QLoRA arXiv:2305.14314"
 LEARNS_LESS = "LoRA Learns Less and Forgets Less arXiv:2405.09673"
 WITHOUT_REGRET = "LoRA Without Regret (Thinking Machines, 2025)"
+TINKER_LR = "tinker-cookbook hyperparam_utils.get_lr (Thinking Machines)"
+RANGE_TEST = "LR range test (Smith arXiv:1506.01186 §3.3)"
+ONE_CYCLE = "Smith arXiv:1803.09820 §4.1"
 EXPRESSIVE = "Expressive Power of LoRA arXiv:2310.17513"
 RSLORA = "rsLoRA arXiv:2312.03732"
 DORA = "DoRA arXiv:2402.09353"
@@ -45,6 +48,9 @@ SEED_TITLES = {"000": "LoRA 하이퍼파라미터 선정 가이드", "003": "Cha
 _SHORT = {
     LEARNS_LESS: ("Learns Less", "Learns Less arXiv:2405.09673"),
     WITHOUT_REGRET: ("Without Regret", "Without Regret (Thinking Machines, 2025)"),
+    TINKER_LR: ("Tinker LR fit", "Tinker LR fit = tinker-cookbook hyperparam_utils.get_lr"),
+    RANGE_TEST: ("LR range test", "LR range test = Smith arXiv:1506.01186 §3.3"),
+    ONE_CYCLE: ("Smith 2018", "Smith 2018 = arXiv:1803.09820"),
     EXPRESSIVE: ("Expressive Power", "Expressive Power arXiv:2310.17513"),
     LR_MATTERS: ("LR Matters", "LR Matters arXiv:2602.04998"),
     PEFT_ADALORA: ("PEFT AdaLoraConfig", PEFT_ADALORA),

@@ -29,6 +29,7 @@ class AdviceInputs:
     layers: tuple[int, ...] | None = None  # explicit layers_to_transform
     seq_len: int = 512
     dtype: str = "bf16"
+    total_steps: int | None = None  # the run's optimizer steps if the caller knows them (search); else the schedule's
 
 
 def check_inputs(inputs: AdviceInputs) -> None:
@@ -44,6 +45,8 @@ def check_inputs(inputs: AdviceInputs) -> None:
     if inputs.vram_bytes is not None and inputs.vram_bytes <= 0:
         raise ConfigError(f"VRAM must be positive, got {inputs.vram_bytes} bytes", "use e.g. --vram 8GB")
     check_count(inputs.seq_len, "sequence length (--seq-len)", MAX_SEQ_LEN, "use e.g. --seq-len 512")
+    if inputs.total_steps is not None:
+        check_count(inputs.total_steps, "total steps", MAX_EXAMPLES, "leave it unset to use the schedule")
 
 
 # A trillion examples is more than any fine-tuning set (pre-training corpora count tokens, not examples).

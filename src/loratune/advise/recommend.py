@@ -10,7 +10,7 @@ from loratune.advise import explain as S
 from loratune.advise import rules as R
 from loratune.advise.adalora import AdaLoraSchedule, adalora_schedule, init_rank
 from loratune.advise.advisor import Advisor, task_type
-from loratune.advise.explain import Explanation
+from loratune.advise.explain import Alternative, Explanation
 from loratune.advise.fit import FitStep, Knobs, fit_to_vram
 from loratune.advise.inputs import GOALS, METHOD_CHOICES, RULE_SETS, AdviceInputs
 from loratune.advise.modules import (
@@ -47,6 +47,22 @@ class Recommendation:
             if e.param == param:
                 return e
         raise KeyError(param)
+
+    def with_measured_lr(self, lr: float, rule: str, source: str) -> Recommendation:
+        """This recommendation with a measured learning rate (``recommend --probe``) in place of the rule's;
+        the rule's value becomes the other side, shown next to it."""
+        ruled = self.explanation("learning_rate")
+        measured = Explanation(
+            "learning_rate",
+            lr,
+            rule,
+            source,
+            {"rule_value": ruled.value},
+            Alternative(ruled.value, ruled.rule, ruled.source),
+            "loratune follows the measurement (--probe): it ran on this model and data.",
+        )
+        rows = [measured if e.param == "learning_rate" else e for e in self.explanations]
+        return replace(self, training={**self.training, "learning_rate": lr}, explanations=rows)
 
     def to_dict(self) -> dict[str, Any]:
         return {

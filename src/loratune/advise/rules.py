@@ -11,6 +11,7 @@ from dataclasses import replace
 
 from loratune.advise import explain as S
 from loratune.advise.explain import Explanation
+from loratune.advise.lr_rule import lora_learning_rate
 from loratune.advise.tasks import TaskClass
 from loratune.budget.spec import default_alpha
 
@@ -218,18 +219,9 @@ def lr_seed(scaling: float) -> Explanation:
     )
 
 
-def lr_literature(total_steps: int | None) -> Explanation:
-    """LoRA's best LR ≈ 10× full fine-tuning's (≈15× under ~100 steps), typically 1e-4–5e-4."""
-    short = total_steps is not None and total_steps < 100
-    value = 3e-4 if short else 2e-4
-    rule = (
-        "≈ 10× the full fine-tuning LR (~2e-5 for SFT) → 2e-4"
-        + ("; ≈ 15× for runs under ~100 steps → 3e-4" if short else "")
-        + "; barely moves with r under 1/r scaling. Tune it per method (DoRA etc.)"
-    )
-    return Explanation(
-        "learning_rate", value, rule, f"{S.WITHOUT_REGRET}; {S.LEARNS_LESS}", {"total_steps": total_steps}
-    )
+def lr_literature(hidden_size: int, total_steps: int | None) -> Explanation:
+    """LoRA ≈ 10× full fine-tuning's LR for the model's width (≈ 15× for short runs): ``lr_rule.py``."""
+    return lora_learning_rate(hidden_size, total_steps).explanation()
 
 
 # ---------------------------------------------------------------- dropout

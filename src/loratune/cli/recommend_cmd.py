@@ -29,9 +29,13 @@ from loratune.cli.common import (
 )
 from loratune.errors import ConfigError
 from loratune.export import FORMATS, SUFFIXES, export_config
+from loratune.measure.lr_probe import PROBE_STEPS, LRProbe, check_range
+from loratune.measure.lr_probe_plot import ascii_curve, save_png
+from loratune.measure.lr_probe_run import ProbeRequest, check_probe, probe_recommendation
 from loratune.models import load_anatomy, resolve_source
 from loratune.models.seq_cls import advice_anatomy
 from loratune.paths import write_atomic
+from loratune.trial.device import DEVICE_HELP
 from loratune.units import fmt_bytes, fmt_count, parse_int_list, parse_size
 
 
@@ -95,6 +99,20 @@ def recommend_cmd(
         ),
     ] = "auto",
     num_labels: Annotated[int, typer.Option("--num-labels", help="seq-cls: outputs of the classifier head.")] = 2,
+    probe: Annotated[
+        bool,
+        typer.Option(
+            "--probe", help="Measure the LR: a short LR range test of the recommended adapter on --data (≤ 60 steps)."
+        ),
+    ] = False,
+    probe_plot: Annotated[
+        Path | None, typer.Option("--probe-plot", help="--probe: also write the loss-vs-LR curve to this PNG.")
+    ] = None,
+    probe_steps: Annotated[int, typer.Option("--probe-steps", help="--probe: steps of the range test.")] = PROBE_STEPS,
+    device: Annotated[str, typer.Option("--device", help=f"--probe: {DEVICE_HELP}")] = "auto",
+    allow_pickle: Annotated[
+        bool, typer.Option("--allow-pickle", help="--probe: allow pickle weight files (can run code).")
+    ] = False,
 ) -> None:
     """Recommend r, alpha, modules, dropout, LR, batch and steps — each with its rule and source."""
     _choice(goal, GOALS, "--goal")
@@ -103,6 +121,14 @@ def recommend_cmd(
     formats = _export_formats(export)
     if dataset_size is not None and data is not None:
         raise ConfigError("give --dataset-size or --data, not both", "--data counts the examples itself")
+    if probe and data is None:
+        raise ConfigError("--probe trains on your data: it needs --data FILE (or --data demo)", "add --data")
+    if probe_plot is not None and not probe:
+        raise ConfigError("--probe-plot draws the curve of --probe", "add --probe")
+    plot_file = check_output_file(probe_plot, "--probe-plot") if probe_plot is not None else None
+    request = ProbeRequest(model, data or "", steps=probe_steps, device=device, allow_pickle=allow_pickle)
+    if probe:
+        check_range(request.steps, request.min_lr, request.max_lr)
     if len(formats) > 1 and out is None:
         raise ConfigError(
             f"--export {export} names {len(formats)} formats, written one file each", "add --out DIR for the files"
@@ -131,12 +157,22 @@ def recommend_cmd(
         seq_len=seq_len,
     )
     rec = recommend(anatomy, inputs)
+    measured = _probe(request, rec, quiet=json_out) if probe else None
+    if measured is not None:
+        rec = rec.with_measured_lr(measured.lr, f"measured: {measured.rule} — {measured.reason}", measured.source)
     data_dict = rec.to_dict()
+    if measured is not None:
+        data_dict["lr_probe"] = measured.to_dict()
     # Every text is made before the first is written: an exporter that refuses leaves no file behind.
     texts = [export_config(fmt, data_dict, model) for fmt in formats]
+    if measured is not None and plot_file is not None:
+        save_png(measured, plot_file)
     if formats and out is None:
+        if measured is not None:
+            _print_probe(measured, rec, err_console)  # stdout holds the export
         typer.echo(texts[0], nl=False)
         warn_lines(rec.warnings)
+        _wrote([plot_file] if plot_file else [])
         return
     if not formats and out is not None:
         texts = [json.dumps(data_dict, indent=2) + "\n"]
@@ -144,12 +180,44 @@ def recommend_cmd(
         write_atomic(path, text)
     if json_out:
         print_json(data_dict)
-    elif explain:
-        _print_full(rec, data_dict)
     else:
-        _print(rec, data_dict)
-    if targets:
-        err_console.print(f"wrote {', '.join(str(p) for p in targets)}", highlight=False, soft_wrap=True)
+        if measured is not None:
+            _print_probe(measured, rec, console)
+        (_print_full if explain else _print)(rec, data_dict)
+    _wrote(targets + ([plot_file] if plot_file else []))
+
+
+def _wrote(paths: list[Path]) -> None:
+    if paths:
+        err_console.print(f"wrote {', '.join(str(p) for p in paths)}", highlight=False, soft_wrap=True)
+
+
+def _probe(request: ProbeRequest, rec: Recommendation, *, quiet: bool) -> LRProbe:
+    """The range test of ``rec``; its header and progress bar on stderr (none under --json)."""
+    data = rec.to_dict()
+    check_probe(request, data)
+    header = None if quiet else (lambda what: err_console.print(what, highlight=False, soft_wrap=True))
+    return probe_recommendation(request, data, on_start=header, progress=not quiet)
+
+
+def _print_probe(p: LRProbe, rec: Recommendation, out: Any) -> None:
+    """The curve, then the chosen LR with its reason and the rule's value next to it."""
+    ran = f"{len(p.lrs)} of {p.planned_steps} steps" if p.stopped_early else f"{len(p.lrs)} steps"
+    out.print(
+        Text.assemble(
+            ("LR range test", "bold"), f" [Smith arXiv:1506.01186]: smoothed loss vs LR, {ran}, {p.seconds:.0f} s"
+        ),
+        highlight=False,
+    )
+    for row in ascii_curve(p.lrs, p.smoothed, p.lr):
+        out.print(Text(row), highlight=False, soft_wrap=True)
+    alt = rec.explanation("learning_rate").alternative
+    rule = f" (the rule says {_fmt(alt.value)})" if alt is not None else ""
+    body = Text.assemble(("chosen LR ", "bold"), (f"{p.lr:g}", "bold"), f"{rule}: {p.rule} — {p.reason}.")
+    for i, line in enumerate(body.wrap(out, max(20, out.width - 2))):
+        line.rstrip()
+        out.print(Text.assemble("  ", line) if i else line, highlight=False, soft_wrap=True)
+    out.print()
 
 
 def _export_formats(text: str | None) -> list[str]:

@@ -52,13 +52,17 @@ def from_recommendation(anatomy: Any, rec: dict[str, Any]) -> tuple[Variant, flo
     return variant, float(rec.get("training", {}).get("learning_rate", SEED_LR))
 
 
-def recommended_baseline(anatomy: Any, dataset_size: int, task: str | None = None) -> tuple[Variant, float, dict]:
-    """Ask the advice stage; fall back to the seed's baseline if it is not installed."""
+def recommended_baseline(
+    anatomy: Any, dataset_size: int, task: str | None = None, total_steps: int | None = None
+) -> tuple[Variant, float, dict]:
+    """Ask the advice stage; fall back to the seed's baseline if it is not installed. ``total_steps``: the
+    optimizer steps of the search's runs, so the LR is the one for that run length (None: the advice's own
+    schedule for ``dataset_size``)."""
     try:
         from loratune.advise import AdviceInputs, recommend
     except ImportError:
         return SEED_BASELINE, SEED_LR, {}
-    rec = recommend(anatomy, AdviceInputs(task=task, dataset_size=dataset_size)).to_dict()
+    rec = recommend(anatomy, AdviceInputs(task=task, dataset_size=dataset_size, total_steps=total_steps)).to_dict()
     variant, lr = from_recommendation(anatomy, rec)
     return variant, lr, rec
 
