@@ -45,7 +45,7 @@ def module_file(work: Path, n: int) -> Path:
         by_module[module].append(pair["answer"])
     labels = sorted(by_module, key=lambda m: (-len(by_module[m]), m))[:MODULES]
     rng = random.Random(SEED)
-    per = n // len(labels)
+    per = -(-n // len(labels))  # ceil: then cut to n after the shuffle
     rows = []
     for label in labels:
         sentences = sorted(by_module[label])
@@ -53,5 +53,6 @@ def module_file(work: Path, n: int) -> Path:
         rows += [{"question": f"Which Python standard-library module is this from? \"{s}\"", "answer": label}
                  for s in sentences[:per]]  # fmt: skip
     rng.shuffle(rows)
+    rows = rows[:n]
     write_atomic(path, "".join(json.dumps(r) + "\n" for r in rows))
     return path

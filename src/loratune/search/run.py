@@ -171,7 +171,8 @@ def load_inputs(config: SearchConfig, *, log: Log = ignore) -> SearchInputs:
         reference=config.reference,
         val_data=config.val_data,
     )
-    baseline, rec_lr, rec = recommended_baseline(anatomy, len(data.train), config.task)
+    # the LR rule for the search's own run length: short runs want a higher LR (advise/lr_rule.py)
+    baseline, rec_lr, rec = recommended_baseline(anatomy, len(data.train), config.task, total_steps=config.steps)
     digest = content_digest(data.path)
     if data.val_path is not None:
         digest += "+" + content_digest(data.val_path)
