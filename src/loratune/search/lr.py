@@ -27,7 +27,7 @@ class LRPlan:
     factor: float = 2.0
     max_runs: int = 5  # cap on runs per variant; 1 = no sweep (the scaled center only)
     min_lr: float = 1e-6
-    max_lr: float = 1e-2
+    max_lr: float = 5e-2  # very short runs can want > 1e-2; a run that diverges is simply worse
 
     def __post_init__(self) -> None:
         if not self.base_lr > 0:
@@ -38,10 +38,13 @@ class LRPlan:
             raise ConfigError(f"LR runs per variant must be >= 1, got {self.max_runs}", "use 1 (no sweep) to 3")
 
     def snap(self, lr: float) -> float:
-        """The ladder point ``base_lr · factor^k`` nearest to ``lr`` (in log space), clipped."""
-        k = round(math.log(lr / self.base_lr) / math.log(self.factor))
-        snapped = self.base_lr * self.factor**k
-        return float(f"{min(self.max_lr, max(self.min_lr, snapped)):.6g}")
+        """The ladder point ``base_lr · factor^k`` nearest to ``lr`` (in log space), kept to the ladder
+        points inside [min_lr, max_lr] so that snapping a snapped LR changes nothing."""
+        step = math.log(self.factor)
+        lo = math.ceil(math.log(self.min_lr / self.base_lr) / step - 1e-9)
+        hi = math.floor(math.log(self.max_lr / self.base_lr) / step + 1e-9)
+        k = min(hi, max(lo, round(math.log(lr / self.base_lr) / step)))
+        return float(f"{self.base_lr * self.factor**k:.6g}")
 
     def center(self, variant: Variant) -> float:
         # Keep lr·scaling constant: with B initialised to zero, Adam's first updates move ΔW = s·BA by ≈ s·lr.
