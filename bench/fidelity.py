@@ -287,7 +287,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--tasks", default="qa,module")
-    ap.add_argument("--train", type=int, default=160, help="training examples per task (one epoch = train/batch)")
+    ap.add_argument("--train", type=int, default=128, help="training examples per task (one epoch = train/batch)")
     ap.add_argument("--val", type=int, default=24, help="validation examples per task (a separate file)")
     ap.add_argument("--steps", type=int, default=5, help="steps of a search run (≈ 1/8 epoch)")
     ap.add_argument("--batch-size", type=int, default=4)

@@ -61,9 +61,10 @@ def rung_steps(base: int, top: int, factor: int = RUNG_FACTOR) -> list[int]:
 
 
 def survivors(n: int) -> int:
-    """How many of ``n`` variants a rung passes up: the best 1/``RUNG_FACTOR`` (resources x eta, survivors
-    / eta, as in Hyperband's brackets), at least one."""
-    return max(1, math.ceil(n / RUNG_FACTOR))
+    """How many of ``n`` variants a rung passes up: the best ⌊n/η⌋ (resources ×η, survivors ÷η, as in
+    successive halving and Hyperband's brackets, η = ``RUNG_FACTOR``), at least one. The rung's knee is
+    kept besides (``climb``)."""
+    return max(1, n // RUNG_FACTOR)
 
 
 def pick_finalists(scores: list[VariantScore], count: int, tolerance: float) -> list[VariantScore]:
