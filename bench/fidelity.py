@@ -308,7 +308,9 @@ def main() -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     started = time.time()
     code = trial_code_hash()
-    work = args.work / ("tiny" if args.tiny else code)
+    # one folder per code version and per sizing: a study never meets runs of other data or settings
+    sizing = f"train{args.train}-val{args.val}-steps{args.steps}-bs{args.batch_size}-len{args.max_length}"
+    work = args.work / ("tiny" if args.tiny else code) / sizing
     work.mkdir(parents=True, exist_ok=True)
     if args.tiny:
         sys.path.insert(0, str(ROOT.parent / "tests" / "search"))
@@ -320,9 +322,9 @@ def main() -> int:
     makers = {"qa": qa_file, "module": module_file}
     results: dict[str, Any] = {}
     for name in args.tasks.split(","):
-        rows = makers[name](work.parent, args.train + args.val)
+        rows = makers[name](args.work, args.train + args.val)
         lines = rows.read_text().splitlines()
-        train, val = work / f"{name}-train.jsonl", work / f"{name}-val.jsonl"
+        train, val = work / f"{name}-train-{args.train}.jsonl", work / f"{name}-val-{args.val}.jsonl"
         if not train.is_file():
             write_atomic(train, "\n".join(lines[: args.train]) + "\n")
             write_atomic(val, "\n".join(lines[args.train : args.train + args.val]) + "\n")

@@ -217,6 +217,30 @@ def test_time_budget_sizing_gives_up_knobs_in_order_and_never_raises_them() -> N
     assert planned_runs(replace(demo, strategy="optuna", trials=7), 6) == 7
 
 
+def test_time_budget_gives_the_ladder_half_and_lowers_its_top_rung_to_fit() -> None:
+    from loratune.search.timebudget import ladder_seconds
+
+    demo = SearchConfig(model="m", steps=30, val_examples=64, lr_runs=5, max_r=32)  # finalists 3
+    fast = Throughput(seconds_per_step=0.3, seconds_per_eval_example=0.03, overhead_seconds=1.0)
+    # the ladder's estimate: 3 finalists x 3 runs at 90 steps, then 1 x 3 at the top (one epoch: 338)
+    per = lambda steps: 1.0 + 2 * 64 * 0.03 + steps * 0.3  # noqa: E731
+    assert ladder_seconds(fast, demo, 338, 0) == pytest.approx(9 * per(90) + 3 * per(338))
+    roomy = size(demo, fast, 1e6, variants=6, n_reference=0, n_train=1350)
+    assert roomy.config.max_final_steps == 338 and roomy.config.steps == 30  # one epoch, nothing trimmed
+    budget = 12 * 60.0
+    sized = size(demo, fast, budget, variants=6, n_reference=0, n_train=1350)
+    search_only = size(demo, fast, budget / 2, variants=6, n_reference=0)
+    assert sized.config.steps == search_only.config.steps  # the search fits half the budget
+    assert 30 < sized.config.max_final_steps < 338 and sized.estimated_seconds <= budget
+    # a tight budget: the search shrinks to half of it, the ladder to a short top rung that fits the rest
+    tight = size(demo, fast, 200.0, variants=6, n_reference=0, n_train=1350)
+    assert tight.config.steps < tight.config.max_final_steps < 3 * tight.config.steps
+    assert tight.estimated_seconds <= 200.0
+    # one that cannot hold even a rung: no ladder (the top rung is the search's own length)
+    starved = size(demo, Throughput(30.0, 3.0, 10.0), 200.0, variants=6, n_reference=0, n_train=1350).config
+    assert starved.max_final_steps == starved.steps
+
+
 def test_legacy_records_keep_their_estimate_and_warnings() -> None:
     old = TrialResult(status="ok", extra={"estimated_memory_bytes": 123, "warnings": ["w"], "threads": 1}).to_dict()
     old.pop("estimated_memory_bytes")
