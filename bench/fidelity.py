@@ -8,10 +8,10 @@ sentence → its module's name, 10 labels). Per task:
 
 1. **ground truth**: a full-length grid — every variant of the staged search's space (r ∈ {4, 8, 16, 32}
    × alpha ∈ {r, 2r, 4r} × {attention, all-linear}) trained for one epoch at 3 LRs (the full-length LR
-   rule's value scaled to the variant's alpha/r, ×½, ×1, ×2). A variant's full-length perplexity is its
-   best over those.
-2. **short grid**: the same 24 variants at the search's run length (LR over 3 values around the search's
-   own center): the Spearman correlation between short-run and full-length perplexity over the variants.
+   rule's value scaled to the variant's alpha/r, ×½, ×1, ×2), and on by ×2 steps while the best is at an
+   edge (up to 6 runs). A variant's full-length perplexity is its best over those.
+2. **short grid**: the same 24 variants at the search's run length (LR over 3+ values around the search's
+   own center, the same walk): the Spearman correlation between short-run and full-length perplexity over the variants.
 3. **strategies**: ``loratune search`` (``run_search``, the real path) staged and optuna with the ladder
    on (``--finalists 3``); the same study gives the no-ladder pick (the knee over its short runs) and its
    tokens. Regret = the pick's full-length perplexity / the grid's best − 1; tokens as a fraction of the
@@ -57,7 +57,7 @@ from fidelity_tasks import module_file, qa_file  # noqa: E402
 RANKS = (4, 8, 16, 32)
 ALPHA_RATIOS = (1.0, 2.0, 4.0)
 MODULES = ("attention", "all-linear")
-LR_FACTORS = (0.5, 1.0, 2.0)  # the grid's 3 LRs per variant, around its center
+GRID_LR_RUNS = 6  # the grid's LR sweep: 3 values, more while the best is at an edge
 TARGETS = {"strategies.*_ladder.regret_full": "<= 0.01", "strategies.*_ladder.tokens_fraction": "<= 0.15",
            "advice_regret": "<= 0.03"}  # fmt: skip
 
@@ -161,9 +161,7 @@ def run_task(task: Task, args: argparse.Namespace, work: Path) -> dict[str, Any]
     grid = SearchStudy(default_storage(work / "grid"), fingerprint=fp_at(epoch), cache_from=tuple(lenders))
     grid_obj = objective_at(epoch, "grid")
     for v in grid_variants():
-        center = plan.snap(full_lr * 2.0 / v.scaling)
-        for f in LR_FACTORS:
-            grid.run(RunConfig(v, plan.snap(center * f), stage="grid"), grid_obj)
+        _tune(grid, grid_obj, v, plan, plan.snap(full_lr * 2.0 / v.scaling), "grid")
     grid_scores = {s.variant: s for s in score_variants(grid.finished())}
     grid_best = min(s.ppl for s in grid_scores.values())
     grid_tokens = grid.tokens(borrowed=True)
@@ -175,9 +173,7 @@ def run_task(task: Task, args: argparse.Namespace, work: Path) -> dict[str, Any]
         if v in grid_scores:
             return grid_scores[v].ppl
         extra = SearchStudy(default_storage(work / "extra"), fingerprint=fp_at(epoch), cache_from=(grid, *lenders))
-        center = plan.snap(full_lr * 2.0 / v.scaling)
-        for f in LR_FACTORS:
-            extra.run(RunConfig(v, plan.snap(center * f), stage="extra"), objective_at(epoch, "extra"))
+        _tune(extra, objective_at(epoch, "extra"), v, plan, plan.snap(full_lr * 2.0 / v.scaling), "extra")
         return min(s.ppl for s in score_variants(extra.finished()) if s.variant == v)
 
     # 3. the short grid, borrowing the strategies' short runs: rank agreement over the variants
@@ -185,8 +181,7 @@ def run_task(task: Task, args: argparse.Namespace, work: Path) -> dict[str, Any]
     short = SearchStudy(default_storage(work / "short"), fingerprint=fp_at(args.steps), cache_from=tuple(lenders_short))
     short_obj = objective_at(args.steps, "short")
     for v in grid_variants():
-        for f in LR_FACTORS:
-            short.run(RunConfig(v, plan.snap(plan.center(v) * f), stage="short"), short_obj)
+        _tune(short, short_obj, v, plan, plan.center(v), "short")
     short_scores = {s.variant: s for s in score_variants(short.finished())}
     both = [v for v in grid_variants() if v in short_scores and math.isfinite(short_scores[v].ppl)]
     rho = spearman([short_scores[v].ppl for v in both], [grid_scores[v].ppl for v in both])
@@ -252,6 +247,16 @@ def run_task(task: Task, args: argparse.Namespace, work: Path) -> dict[str, Any]
             "search_base_lr": inputs.recommended_lr,
         },  # fmt: skip
     }
+
+
+def _tune(study: SearchStudy, objective: Any, v: Variant, plan: LRPlan, center: float, stage: str) -> None:
+    """The variant's LR over 3 values (center/2, center, 2·center when the center is best), walking on by
+    x2 steps while the best sits at an edge (``tune_lr``, up to ``GRID_LR_RUNS`` runs): a ground truth
+    whose LR is not bracketed would not be one."""
+    from loratune.search.lr import tune_lr
+
+    tune_lr(lambda lr: study.run(RunConfig(v, lr, stage=stage), objective).val_loss,
+            replace(plan, max_runs=GRID_LR_RUNS), center)  # fmt: skip
 
 
 def _lrs(score: Any) -> list[float]:
