@@ -38,7 +38,7 @@ test: lint
 demo: $(STAMP)
 	$(VENV)/bin/loratune inspect smollm2-135m
 	$(VENV)/bin/loratune recommend smollm2-135m --task simple-qa --data demo --vram 8GB
-	# The seed's staged experiment on the demo QA data (~10 min on 2 CPU cores); a second run resumes.
+	# The seed's staged experiment on the demo QA data, then its fidelity ladder (~12-15 min on 2 CPU cores); a second run resumes.
 	# --time-budget measures this machine first and trims steps / val examples / LR runs (and the ladder's top rung) to end in ~12 min
 	# where 30 steps would not (a CPU without native bf16 is ~4x slower); it prints what it chose.
 	$(VENV)/bin/loratune search smollm2-135m --data demo --strategy staged --steps 30 --batch-size 4 --max-length 128 --val-examples 64 --max-r 32 --time-budget 12 --out runs/demo $$(test -f runs/demo/search.json && echo --resume)
