@@ -118,7 +118,7 @@ def describe(prefix: str):  # type: ignore[no-untyped-def]
 
 def run_task(task: Task, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     from loratune.search.objective import RunnerObjective
-    from loratune.search.run import _fingerprint, load_inputs
+    from loratune.search.run import inputs_fingerprint, load_inputs
 
     base = SearchConfig(model=args.model, data=str(task.train), val_data=str(task.val), steps=args.steps,
                         batch_size=args.batch_size, max_length=args.max_length, val_examples=args.val,
@@ -135,7 +135,7 @@ def run_task(task: Task, args: argparse.Namespace, work: Path) -> dict[str, Any]
         return base.train_settings(inputs.recommended_lr, dtype, steps=steps if steps != args.steps else None)
 
     def fp_at(steps: int) -> str:
-        return _fingerprint(inputs, len(val), 0, settings_at(steps))
+        return inputs_fingerprint(inputs, len(val), 0, settings_at(steps))
 
     def objective_at(steps: int, name: str) -> RunnerObjective:
         def before(cfg: RunConfig) -> None:
@@ -215,7 +215,7 @@ def run_task(task: Task, args: argparse.Namespace, work: Path) -> dict[str, Any]
     advice_rec = advice.run(RunConfig(rec_variant, rec_lr, stage="advice"), objective_at(epoch, "advice"))
     probe = _probe(inputs, rec_variant, settings_at(epoch), work)
     probe_rec = advice.run(RunConfig(rec_variant, probe["lr"], stage="probe"), objective_at(epoch, "probe"))
-    edges = sum(1 for s in grid_scores.values() if s.learning_rate in (min(_lrs(s)), max(_lrs(s))))
+    edges = sum(1 for s in grid_scores.values() if s.learning_rate in (min(s.tried), max(s.tried)))
     return {
         "spearman": round(rho, 4),
         "spearman_variants": len(both),
@@ -257,10 +257,6 @@ def _tune(study: SearchStudy, objective: Any, v: Variant, plan: LRPlan, center: 
 
     tune_lr(lambda lr: study.run(RunConfig(v, lr, stage=stage), objective).val_loss,
             replace(plan, max_runs=GRID_LR_RUNS), center)  # fmt: skip
-
-
-def _lrs(score: Any) -> list[float]:
-    return [float(r.learning_rate) for r in score.runs if r.learning_rate]
 
 
 def _rule_lr(inputs: Any, steps: int) -> float:
@@ -313,6 +309,8 @@ def main() -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     started = time.time()
     code = trial_code_hash()
+    if args.tiny:  # a dry run: seconds per run, not minutes
+        args.train, args.val, args.steps, args.optuna_trials = 40, 6, 2, 4
     # one folder per code version and per sizing: a study never meets runs of other data or settings
     sizing = f"train{args.train}-val{args.val}-steps{args.steps}-bs{args.batch_size}-len{args.max_length}"
     work = args.work / ("tiny" if args.tiny else code) / sizing
@@ -322,7 +320,6 @@ def main() -> int:
         from tiny import make_tiny_model  # type: ignore[import-not-found]
 
         args.model = str(make_tiny_model(work / "tiny-model"))
-        args.train, args.val, args.steps, args.optuna_trials = 40, 6, 2, 4
     out_path = args.out or (work / "fidelity.json" if args.tiny else ROOT / "results" / "fidelity.json")
     makers = {"qa": qa_file, "module": module_file}
     results: dict[str, Any] = {}

@@ -7,7 +7,6 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -17,20 +16,9 @@ from loratune.search import LRPlan, SearchStudy, StagedOptions, StagedSearch, Va
 from loratune.search.final import SEARCH_JSON, best_config, write_outputs
 from loratune.trial.types import TrialResult
 
+from ._synthetic import load_synthetic
 
-def _synthetic() -> Any:
-    """tests/search/synthetic.py, loaded by path (pytest runs with --import-mode=importlib)."""
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[1] / "search" / "synthetic.py"
-    spec = importlib.util.spec_from_file_location("loratune_tests_synthetic", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-SyntheticObjective = _synthetic().SyntheticObjective
+SyntheticObjective = load_synthetic().SyntheticObjective
 EVIL = '<script>alert("x")</script>'
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 

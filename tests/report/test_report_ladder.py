@@ -11,20 +11,9 @@ from loratune.report import write_report
 from loratune.report.load import load_study
 from loratune.search import SearchConfig, SearchInputs, Variant, run_search
 
+from ._synthetic import load_synthetic
 
-def _synthetic() -> Any:
-    """tests/search/synthetic.py, loaded by path as test_report.py does (--import-mode=importlib)."""
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[1] / "search" / "synthetic.py"
-    spec = importlib.util.spec_from_file_location("loratune_tests_synthetic", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-synthetic = _synthetic()
+synthetic = load_synthetic()
 STEPS, SyntheticObjective = synthetic.STEPS, synthetic.SyntheticObjective
 
 

@@ -288,16 +288,16 @@ def _duration(seconds: float) -> str:
 
 def _print_ladder(result: SearchResult) -> None:
     """Each finalist's perplexity (best LR) at the search's length and at each rung."""
+    from loratune.search.ladder import across_lengths
+
     ladder = result.outcome.ladder
-    base = {s.variant: s for s in result.scores}
+    levels = [result.scores, *(r.scores for r in ladder.rungs)]
     table = Table(title="fidelity ladder (val ppl at the best LR per length)")
     table.add_column("variant", no_wrap=True)
     for steps in [ladder.base_steps, *(r.steps for r in ladder.rungs)]:
         table.add_column(f"{steps} steps", justify="right", no_wrap=True)
     for f in ladder.finalists:
-        cells = [base.get(f.variant)] + [
-            next((s for s in r.scores if s.variant == f.variant), None) for r in ladder.rungs
-        ]
+        cells = across_lengths(f.variant, levels)
         mark = " ◀ chosen" if f.variant == result.choice.chosen.variant else ""
         table.add_row(escape(f.variant.label()) + mark,
                       *(f"{c.ppl:.4f} @ {c.learning_rate:g}" if c and math.isfinite(c.ppl) else "—" for c in cells))  # fmt: skip

@@ -122,7 +122,9 @@ def _ladder_section(data: StudyData) -> list[str]:
     """Each finalist's perplexity (at its best LR) per rung: did the short runs' ranking hold at length?"""
     if not data.rungs:
         return []
-    base = {s.variant: s for s in data.scores}
+    from loratune.search.ladder import across_lengths
+
+    levels = [data.scores, *(r.scores for r in data.rungs)]
     variants = [s.variant for s in data.rungs[0].scores]
     steps = data.options.get("steps", "?")
     head = f"<tr><th class='l'>variant</th><th>{_e(steps)} steps (search)</th>" + "".join(
@@ -130,7 +132,7 @@ def _ladder_section(data: StudyData) -> list[str]:
     )
     rows = []
     for v in variants:
-        cells = [base.get(v)] + [next((s for s in r.scores if s.variant == v), None) for r in data.rungs]
+        cells = across_lengths(v, levels)
         chosen = data.choice is not None and data.choice.chosen.variant == v
         rows.append(
             f'<tr class="{"chosen" if chosen else ""}"><td class="l">{_e(v.label())}</td>'
@@ -171,7 +173,7 @@ def _sweeps_section(data: StudyData) -> list[str]:
     rows, flagged = [], 0
     for label, scores, edges in zip(names, levels, sweep_edges(levels, LRPlan(max_runs=cap)), strict=True):
         for s in scores:
-            tried = sorted({float(r.learning_rate) for r in s.runs if r.learning_rate})
+            tried = sorted(s.tried)
             edge = edges[s.variant]
             flagged += edge is not None
             status = {

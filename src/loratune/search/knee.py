@@ -35,6 +35,11 @@ class VariantScore:
         return self.best.val_ppl
 
     @property
+    def tried(self) -> dict[float, float]:
+        """Learning rate → validation loss of this variant's runs (inf for a failed or pruned one)."""
+        return {float(r.learning_rate): r.val_loss for r in self.runs if r.learning_rate}
+
+    @property
     def score(self) -> float:
         """Lower is better: the perplexity, or 1 / accuracy (F1) when the search ranks by those."""
         return self.ppl if self.metric == "loss" else metric_score(self.best.result, self.metric)

@@ -179,6 +179,12 @@ def climb(
     return LadderOutcome(base_steps, finalists, rungs, choice, first_choice.chosen.variant)
 
 
+def across_lengths(variant: Variant, levels: list[list[VariantScore]]) -> list[VariantScore | None]:
+    """The variant's score at each level (the search's runs, then each rung), None where it did not run:
+    one row of the ladder's table (the terminal's and the report's)."""
+    return [next((s for s in level if s.variant == variant), None) for level in levels]
+
+
 def sweep_edges(levels: list[list[VariantScore]], plan: LRPlan) -> list[dict[Variant, str | None]]:
     """``lr_edge`` of every variant's sweep, level by level (the search's runs, then each rung), with the
     ceiling each rung's sweep had: the variant's bracketed best LR one level down (what ``climb`` does)."""
@@ -187,9 +193,8 @@ def sweep_edges(levels: list[list[VariantScore]], plan: LRPlan) -> list[dict[Var
     for i, level in enumerate(levels):
         edges: dict[Variant, str | None] = {}
         for s in level:
-            tried = {float(r.learning_rate or 0.0): r.val_loss for r in s.runs if r.learning_rate}
             top = ceiling.get(s.variant) if i else None
-            edges[s.variant] = lr_edge(tried, plan, ceiling=top)
+            edges[s.variant] = lr_edge(s.tried, plan, ceiling=top)
         ceiling = {s.variant: _bracketed(s, plan) if i == 0 else (s.learning_rate if edges[s.variant] is None
                    else None) for s in level}  # fmt: skip
         out.append(edges)
@@ -198,8 +203,7 @@ def sweep_edges(levels: list[list[VariantScore]], plan: LRPlan) -> list[dict[Var
 
 def _bracketed(s: VariantScore, plan: LRPlan) -> float | None:
     """The variant's best LR when its runs bracket it (a worse run each side), else None."""
-    tried = {float(r.learning_rate or 0.0): r.val_loss for r in s.runs if r.learning_rate}
-    return s.learning_rate if len(tried) >= 3 and lr_edge(tried, plan) is None else None
+    return s.learning_rate if len(s.tried) >= 3 and lr_edge(s.tried, plan) is None else None
 
 
 def _tune_at(

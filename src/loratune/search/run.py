@@ -50,6 +50,7 @@ __all__ = [
     "SearchInputs",
     "SearchResult",
     "choose_for",
+    "inputs_fingerprint",
     "load_inputs",
     "run_counts",
     "run_search",
@@ -232,7 +233,7 @@ def run_search(
         base_lr = config.lr or inputs.recommended_lr
         settings = config.train_settings(base_lr, inputs.compute_dtype)
         val, ref = list(inputs.val)[: config.val_examples], list(inputs.reference)
-        fp = _fingerprint(inputs, len(val), len(ref), settings)
+        fp = inputs_fingerprint(inputs, len(val), len(ref), settings)
         study = _open_study(config, out, opened, fp, workers, storage)
         if sized is None and (out / SEARCH_JSON).is_file():  # a resume keeps what the budget chose
             sized = read_search_json(out / SEARCH_JSON).sized_by_budget
@@ -275,8 +276,8 @@ def run_search(
         if config.finalists > 0:
 
             def fingerprint_at(steps: int) -> str:  # a rung's study: the search's settings at its length
-                return _fingerprint(inputs, len(val), len(ref), config.train_settings(base_lr, inputs.compute_dtype,
-                                                                                      steps=steps))  # fmt: skip
+                rung = config.train_settings(base_lr, inputs.compute_dtype, steps=steps)
+                return inputs_fingerprint(inputs, len(val), len(ref), rung)
 
             outcome = _climb_ladder(config, study, objective, outcome, inputs, base_lr, fingerprint_at, rung_studies,
                                     log)  # fmt: skip
@@ -314,7 +315,8 @@ def run_search(
         )
 
 
-def _fingerprint(inputs: SearchInputs, n_val: int, n_reference: int, settings: TrainSettings) -> str:
+def inputs_fingerprint(inputs: SearchInputs, n_val: int, n_reference: int, settings: TrainSettings) -> str:
+    """``study_fingerprint`` of runs on these inputs under ``settings`` (the search's, or a ladder rung's)."""
     return study_fingerprint(
         model=inputs.model,
         data_digest=inputs.data_digest,
