@@ -372,8 +372,14 @@ class WorkerPool:
             last = lines[-1] if lines else last
         raise TrialError("every worker stopped" + (f": {last[:300]}" if last else ""), "see the worker logs")
 
-    def stop(self, timeout: float = 30) -> None:
+    def stop(self, study: SearchStudy | None = None, timeout: float = 30) -> None:
+        """Wait for the workers to leave (the search is done). One that has not joined ``study`` yet (still
+        loading its model) is stopped at once: it holds no trial, and once it sees the search done it
+        would claim none (it reads ``DONE_ATTR`` after announcing itself, and that was set before this)."""
+        joined = set(_live_workers(study)) if study is not None else None
         for p in self.procs or []:
+            if joined is not None and p.poll() is None and f"{_host()}:{p.pid}" not in joined:
+                p.terminate()
             try:
                 p.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
@@ -387,6 +393,6 @@ def running_pool(study: PooledStudy, pool: WorkerPool) -> Iterator[WorkerPool]:
     try:
         yield pool
         _sys_set(study, DONE_ATTR, True)
-        pool.stop()
+        pool.stop(study)
     finally:
         study.pool = None
