@@ -3,10 +3,10 @@ worker processes and trains as worker 0 itself, with the model it has already lo
 distinct runs are finished; then it picks the knee. How the pieces fit: ``search.workers``'s header.
 
 Why the coordinator trains: with optuna it has nothing else to do, and it is the one process whose model is
-loaded when the search starts. Measured on the 2-core VM (``bench/scale_out.py``, 16 trials): each worker
-process needs ~5–8 s (Python, torch, the model, the data) before its first trial; with the coordinator
-merely waiting, both workers paid that before anything trained, and a third process polled the study
-beside two training ones.
+loaded when the search starts. Measured on the 2-core VM (``bench/scale_out.py``, 16 trials): a worker
+process needs 4–8 s (Python, torch, the model, the data) before its first trial; with the coordinator
+merely waiting, both workers paid 8 s before anything trained (107.8 s in all); training as worker 0, the
+baseline is under way at once and worker 1 joins at 3.9 s.
 """
 
 from __future__ import annotations
