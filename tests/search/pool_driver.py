@@ -3,13 +3,15 @@ tests can kill: ``python pool_driver.py OUT STORAGE WORKERS STRATEGY [--resume]`
 
 ``make`` is the workers' factory (``LORATUNE_WORKER_FACTORY=…/pool_driver.py:make``). Each run appends
 "label lr pid" to ``$LORATUNE_TEST_RANLOG`` when it *starts*, so a test sees every run begun, killed ones
-included; ``$LORATUNE_TEST_SLEEP`` is the seconds per evaluation (4 per run)."""
+included; ``$LORATUNE_TEST_SLEEP`` is the seconds per evaluation (4 per run), ``$LORATUNE_TEST_LOAD_SLEEP``
+the seconds a worker takes to "load its model"."""
 
 from __future__ import annotations
 
 import fcntl
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +56,7 @@ def inputs(anatomy: Any = None) -> SearchInputs:
 
 
 def make(config: SearchConfig) -> tuple[SearchInputs, Any]:
+    time.sleep(float(os.environ.get("LORATUNE_TEST_LOAD_SLEEP", "0")))  # a worker's model load, when a test asks
     return inputs(), LoggedObjective(sleep=float(os.environ.get("LORATUNE_TEST_SLEEP", "0")))
 
 
@@ -68,7 +71,7 @@ def main() -> None:
         out,
         storage=None if storage == "-" else storage,
         inputs=inputs(anatomy),
-        objective=make(CONFIGS[strategy])[1],
+        objective=LoggedObjective(sleep=float(os.environ.get("LORATUNE_TEST_SLEEP", "0"))),
         workers=workers,
         worker_factory=f"{Path(__file__).resolve()}:make",
     )

@@ -231,8 +231,9 @@ def print_event(event: SearchEvent) -> None:
         )
     elif isinstance(event, ev.WorkersStarted):
         again = f" ({event.running} still running from before)" if event.running else ""
+        here = "; this process trains as worker 0" if event.here else ""
         console.print(
-            f"{event.started} worker process(es) started{again}; their logs: {escape(str(event.logs))}",
+            f"{event.started} worker process(es) started{again}{here}; their logs: {escape(str(event.logs))}",
             highlight=False,
             soft_wrap=True,
         )

@@ -66,12 +66,13 @@ class StudyOpened:
 @dataclass(frozen=True)
 class WorkersStarted:
     """``started`` local worker processes joined the study (``running`` were already there, from before a
-    coordinator restart); each writes its log under ``logs``."""
+    coordinator restart); each writes its log under ``logs``. ``here``: the coordinator trains as worker 0."""
 
     kind: ClassVar[str] = "workers_started"
     started: int
     running: int
     logs: Path
+    here: bool = False
 
 
 @dataclass(frozen=True)

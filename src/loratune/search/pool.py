@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from loratune.errors import ConfigError, TrialError
 from loratune.search.config import SearchConfig
-from loratune.search.events import Log, RunFinished, WorkersStarted, ignore
+from loratune.search.events import Log, WorkersStarted, ignore
 from loratune.search.poolstate import (
     AHEAD_SUFFIX,
     COORDINATOR_ATTR,
@@ -26,7 +26,6 @@ from loratune.search.poolstate import (
     FACTORY_ENV,
     POLL_S,
     WANTED_ATTR,
-    _distinct,
     _live_workers,
     _sys_set,
     bind_options,
@@ -257,44 +256,6 @@ def open_pooled_study(storage: Any, url: str, fp: str, config: SearchConfig, *, 
     return study
 
 
-def pooled_optuna(study: PooledStudy, opt: Any, *, baseline: Variant | None, log: Log = ignore) -> SearchOutcome:
-    """The optuna strategy with the workers sampling: enqueue the baseline, wait for ``n_trials`` distinct
-    finished runs (and no run in flight), pick the knee."""
-    from optuna.trial import TrialState
-
-    from loratune.search.knee import choose, score_variants
-    from loratune.search.optuna_strategy import baseline_params
-    from loratune.search.staged import SearchOutcome, StageLog
-
-    if baseline is not None and not study.records():
-        study.study.enqueue_trial(baseline_params(baseline, opt), skip_if_exists=True)
-    if study.pool is not None and _distinct(study.finished()) < opt.n_trials:
-        study.pool.ensure_started(study)
-    seen: set[int] = set()
-    last_check = 0.0
-    started = time.perf_counter()
-    while True:
-        finished = study.finished()
-        for rec in finished:
-            if rec.number not in seen:
-                seen.add(rec.number)
-                log(RunFinished(rec, time.perf_counter() - started, max(0, opt.n_trials - _distinct(finished))))
-        live = study.study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))
-        if _distinct(finished) >= opt.n_trials and not live:
-            break
-        if time.monotonic() - last_check > 1.0:
-            last_check = time.monotonic()
-            study.beat()
-            recover_pool(study)
-            if study.pool is not None:
-                study.pool.check(study)
-        time.sleep(POLL_S)
-    scores = score_variants(study.finished(), opt.metric)
-    choice = choose(scores, cost=opt.cost, tolerance=opt.tolerance, max_forgetting=opt.max_forgetting)
-    tried = [s.variant for s in scores]
-    return SearchOutcome("optuna", [StageLog("optuna", tried, choice.chosen.variant, choice.reason())], choice)
-
-
 def pooled_run(
     config: SearchConfig,
     study: SearchStudy,
@@ -305,17 +266,24 @@ def pooled_run(
     log: Log,
     *,
     factory: str | None = None,
+    objective: Objective | None = None,
+    base_lr: float | None = None,
 ) -> SearchOutcome:
-    """``run_search``'s strategy step with ``workers`` local worker processes on the study."""
-    from loratune.search.run import optuna_options
+    """``run_search``'s strategy step with ``workers`` training on the study: ``workers`` local worker
+    processes (staged), or (optuna, given ``objective``) this process as worker 0 and ``workers − 1`` more."""
+    from loratune.search.baseline import plan_for
+    from loratune.search.pool_optuna import pooled_optuna
 
     assert isinstance(study, PooledStudy)
-    pool = WorkerPool(study.url, study.name, workers, Path(out) / "workers", threads=config.threads,
-                      device=config.device, factory=factory or os.environ.get(FACTORY_ENV), log=log)  # fmt: skip
+    here = int(config.strategy == "optuna" and objective is not None)  # the coordinator trains too
+    pool = WorkerPool(study.url, study.name, workers - here, Path(out) / "workers", threads=config.threads,
+                      device=config.device, factory=factory or os.environ.get(FACTORY_ENV), log=log,
+                      first_index=here)  # fmt: skip
     try:
         with running_pool(study, pool):
             if config.strategy == "optuna":
-                return pooled_optuna(study, optuna_options(config), baseline=baseline, log=log)
+                plan = plan_for(baseline, base_lr or 0.0, config.lr_runs) if here else None
+                return pooled_optuna(study, config, baseline=baseline, plan=plan, objective=objective, log=log)
             return staged()
     except storage_errors() as e:
         raise storage_lost(study.url, e) from None
@@ -360,24 +328,30 @@ class WorkerPool:
     factory: str | None = None
     procs: list[subprocess.Popen[bytes]] | None = None
     log: Log = ignore
+    first_index: int = 0  # 1 when the coordinator trains as worker 0 (optuna)
+
+    @property
+    def training(self) -> int:
+        """Processes that train: the workers, and the coordinator when it is worker 0 (threads, devices)."""
+        return self.first_index + self.count
 
     def ensure_started(self, study: SearchStudy) -> None:
         if self.procs is None:
             started = self.start(study)
-            self.log(WorkersStarted(started, self.count - started, self.log_dir))
+            self.log(WorkersStarted(started, self.count - started, self.log_dir, here=self.first_index > 0))
 
     def start(self, study: SearchStudy) -> int:
         """Start the workers still missing (a resume finds the old ones alive); returns how many started."""
         live = [w for w in _live_workers(study) if w.startswith(_host() + ":")]
         missing = max(0, self.count - len(live))
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        devices = worker_devices(self.count, self.device)
+        devices = worker_devices(self.training, self.device)
         self.procs = []
         for i in range(missing):
-            index = len(live) + i
+            index = self.first_index + len(live) + i
             cmd = [
                 sys.executable, "-m", "loratune.search.workers", "--storage", self.storage, "--study",
-                self.study_name, "--index", str(index), "--threads", str(worker_threads(self.count, self.threads)),
+                self.study_name, "--index", str(index), "--threads", str(worker_threads(self.training, self.threads)),
                 "--device", devices[index % len(devices)],
             ]  # fmt: skip
             env = dict(os.environ)
@@ -398,8 +372,14 @@ class WorkerPool:
             last = lines[-1] if lines else last
         raise TrialError("every worker stopped" + (f": {last[:300]}" if last else ""), "see the worker logs")
 
-    def stop(self, timeout: float = 30) -> None:
+    def stop(self, study: SearchStudy | None = None, timeout: float = 30) -> None:
+        """Wait for the workers to leave (the search is done). One that has not joined ``study`` yet (still
+        loading its model) is stopped at once: it holds no trial, and once it sees the search done it
+        would claim none (it reads ``DONE_ATTR`` after announcing itself, and that was set before this)."""
+        joined = set(_live_workers(study)) if study is not None else None
         for p in self.procs or []:
+            if joined is not None and p.poll() is None and f"{_host()}:{p.pid}" not in joined:
+                p.terminate()
             try:
                 p.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
@@ -413,6 +393,6 @@ def running_pool(study: PooledStudy, pool: WorkerPool) -> Iterator[WorkerPool]:
     try:
         yield pool
         _sys_set(study, DONE_ATTR, True)
-        pool.stop()
+        pool.stop(study)
     finally:
         study.pool = None

@@ -268,8 +268,9 @@ def run_search(
             from loratune.search.pool import pooled_run
 
             staged = lambda: _run_strategy(config, study, objective, inputs.baseline, base_lr, log)  # noqa: E731
-            outcome = pooled_run(config, study, out, workers, staged, inputs.baseline, log,
-                                 factory=worker_factory)  # fmt: skip
+            with _threads_of_a_worker(inputs.runner, workers, config.threads):  # optuna: it trains as worker 0
+                outcome = pooled_run(config, study, out, workers, staged, inputs.baseline, log,
+                                     factory=worker_factory, objective=objective, base_lr=base_lr)  # fmt: skip
         else:
             outcome = _run_strategy(config, study, _Tracked(objective, log), inputs.baseline, base_lr, log)
         rung_studies: list[SearchStudy] = []
@@ -475,6 +476,23 @@ def _train_final(
         progress=progress,
     )  # fmt: skip
     return result
+
+
+@contextlib.contextmanager
+def _threads_of_a_worker(runner: Any, workers: int, threads: int | None) -> Iterator[None]:
+    """The coordinator's runner trains with one worker's share of the CPU threads while it is one of
+    ``workers`` (``pool.worker_threads``, what each worker process gets), and as before afterwards."""
+    from loratune.search.pool import worker_threads
+
+    if runner is None or not hasattr(runner, "threads"):
+        yield
+        return
+    before = runner.threads
+    runner.threads = worker_threads(workers, threads)
+    try:
+        yield
+    finally:
+        runner.threads = before
 
 
 @contextlib.contextmanager
