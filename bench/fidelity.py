@@ -14,8 +14,10 @@ sentence → its module's name, 10 labels). Per task:
    own center, the same walk): the Spearman correlation between short-run and full-length perplexity over the variants.
 3. **strategies**: ``loratune search`` (``run_search``, the real path) staged and optuna with the ladder
    on (``--finalists 3``); the same study gives the no-ladder pick (the knee over its short runs) and its
-   tokens. Regret = the pick's full-length perplexity / the grid's best − 1; tokens as a fraction of the
-   full grid's (every grid run counted as trained).
+   tokens. Regret = the pick's full-length perplexity (its LR re-tuned there, as the grid's) / the grid's
+   best − 1; tokens as a fraction of the full grid's (every grid run counted as trained).
+   ``regret_as_picked``: the pick as the search hands it over (variant and LR) trained for one epoch —
+   what a user gets who does not re-tune the LR.
 4. **advice**: the recommendation (adapter + the LR rule for one epoch) trained for one epoch;
    **probe**: the same adapter at the LR ``recommend --probe`` measures (range test, ≤ 60 steps).
 
@@ -186,7 +188,13 @@ def run_task(task: Task, args: argparse.Namespace, work: Path) -> dict[str, Any]
     both = [v for v in grid_variants() if v in short_scores and math.isfinite(short_scores[v].ppl)]
     rho = spearman([short_scores[v].ppl for v in both], [grid_scores[v].ppl for v in both])
 
-    # 4. the strategies' picks at full length
+    # 4. the strategies' picks at full length: the variant with its LR re-tuned there (regret_full), and the
+    # pick as it stands, trained for one epoch at the LR the search hands over (regret_as_picked)
+    picked = SearchStudy(default_storage(work / "picked"), fingerprint=fp_at(epoch), cache_from=(grid, *lenders))
+
+    def as_picked(v: Variant, lr: float) -> float:
+        return picked.run(RunConfig(v, lr, stage="picked"), objective_at(epoch, "picked")).val_ppl
+
     strategies: dict[str, Any] = {}
     for name, result in outcomes.items():
         ladder = result.outcome.ladder
@@ -195,8 +203,10 @@ def run_task(task: Task, args: argparse.Namespace, work: Path) -> dict[str, Any]
         for key, pick, tokens in ((name, short_pick, result.tokens - ladder_tokens),
                                   (f"{name}_ladder", result.choice.chosen, result.tokens)):  # fmt: skip
             ppl = full_ppl(pick.variant)
+            at_lr = as_picked(pick.variant, pick.learning_rate)
             strategies[key] = {
                 "regret_full": round(ppl / grid_best - 1, 5),
+                "regret_as_picked": round(at_lr / grid_best - 1, 5) if math.isfinite(at_lr) else None,
                 "tokens_fraction": round(tokens / grid_tokens, 4),
                 "pick": pick.variant.label(),
                 "pick_lr": pick.learning_rate,

@@ -11,7 +11,9 @@ the whole ``best_config.json`` but its timings) is identical, and runs trained t
 
 Sized for ≤ 15 minutes on an idle 2-core machine: fewer steps (12, the demo trains 30; fewer still when a
 short probe of this machine says 12 would not fit) and validation examples (32, the demo uses 64) than
-``make demo``; both searches share those per-run settings, recorded in the JSON. The speedup
+``make demo``, and without the fidelity ladder (``finalists=0``: with workers the ladder runs in the
+coordinator, one run at a time, so it would measure nothing about workers); both searches share those
+per-run settings, recorded in the JSON. The speedup
 counts everything a user waits for: the workers' start (each loads the model) included. Targets: staged
 ≥ 1.6×, optuna ≥ 1.8×, the same staged pick, no duplicate runs.
 
@@ -50,11 +52,12 @@ def log(msg: str) -> None:
 def configs(tiny: Path | None, data: str) -> dict[str, SearchConfig]:
     if tiny is not None:  # a dry run: seconds, not minutes
         base = SearchConfig(model=str(tiny), data=data, steps=2, batch_size=2, max_length=48, val_examples=4,
-                            lr=5e-3, lr_runs=2, max_r=4, export="peft", threads=1)  # fmt: skip
+                            lr=5e-3, lr_runs=2, max_r=4, export="peft", threads=1, finalists=0)  # fmt: skip
         return {"staged": base, "optuna": replace(base, strategy="optuna", trials=4)}
-    # The demo's search (make demo), with 12 steps and 32 validation examples so all four runs fit 15 min.
+    # The demo's search (make demo), with 12 steps and 32 validation examples so all four runs fit 15 min,
+    # without the fidelity ladder: with workers it runs in the coordinator, one run at a time (README).
     base = SearchConfig(model="smollm2-135m", data="demo", steps=12, batch_size=4, max_length=128, val_examples=32,
-                        lr=1e-3, lr_runs=2, max_r=32, export="peft,axolotl", threads=1)  # fmt: skip
+                        lr=1e-3, lr_runs=2, max_r=32, export="peft,axolotl", threads=1, finalists=0)  # fmt: skip
     return {"staged": base, "optuna": replace(base, strategy="optuna", trials=16)}
 
 
@@ -187,6 +190,7 @@ def main() -> None:
             "lr_runs": c.lr_runs,
             "lr": c.lr,
             "max_r": c.max_r,
+            "finalists": c.finalists,
         },  # fmt: skip
         "optuna_trials": cfgs["optuna"].trials,
         "reduced_from_demo": f"steps {c.steps} (demo 30), {c.val_examples} val examples (demo 64): to fit 15 min",

@@ -35,8 +35,9 @@ def test_the_report_shows_every_rung_and_picks_at_the_top(tmp_path: Path) -> Non
     html = (write_report(data, tmp_path / "report")[0]).read_text()
     ladder = html[html.index("<h2>Fidelity ladder</h2>") : html.index("<h2>Learning-rate sweeps</h2>")]
     assert "<th>8 steps (search)</th><th>24 steps</th><th>100 steps</th>" in ladder
-    finalists = result.outcome.ladder.finalists
-    assert len(re.findall(r"<tr class=\"(?:chosen)?\"><td class=\"l\">", ladder)) == len(finalists)
+    climbers = result.outcome.ladder.climbers  # the finalists and the capacity challenger, marked
+    assert len(re.findall(r"<tr class=\"(?:chosen)?\"><td class=\"l\">", ladder)) == len(climbers)
+    assert f"{result.outcome.ladder.challenger.label()} (capacity challenger)</td>" in ladder
     top = result.outcome.ladder.rungs[-1].choice.chosen
     assert f"{top.ppl:.4f} @ {top.learning_rate:g}" in ladder
     # a cap of 2 LR runs can never bracket an optimum: every sweep is flagged

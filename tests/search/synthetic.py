@@ -47,10 +47,13 @@ class SyntheticObjective:
             self.rungs[steps] = rung
         return self.rungs[steps]
 
+    def loss(self, config: RunConfig) -> float:
+        return synthetic_loss(config, self.steps)
+
     def __call__(self, config: RunConfig, on_eval: Callable[[int, float], bool] | None) -> TrialResult:
         self.ran.append(config)
         self.ran_at.append((self.steps, config))
-        final = synthetic_loss(config, self.steps)
+        final = self.loss(config)
         n = self.steps
         v = config.variant
         params = v.r * MODULE_WIDTH.get(v.modules, 512) * 30

@@ -18,10 +18,12 @@ import pytest
 
 from loratune.errors import ConfigError
 from loratune.search import SearchConfig, SearchInputs, Variant, run_search
-from loratune.search.ladder import pick_finalists, rung_steps, survivors
+from loratune.search.knee import score_variants
+from loratune.search.ladder import CapacityBounds, capacity_challenger, pick_finalists, rung_steps, survivors
 from loratune.search.lr import LRPlan, lr_edge, tune_lr
+from loratune.search.space import RunConfig
 
-from .synthetic import STEPS, SyntheticObjective
+from .synthetic import STEPS, SyntheticObjective, synthetic_loss
 
 DRIVER = Path(__file__).with_name("pool_driver.py")
 CONFIG = SearchConfig(model="smollm2-135m", max_r=32, export="none", steps=STEPS)  # finalists=3 by default
@@ -128,12 +130,14 @@ def test_the_finalists_climb_and_the_knee_is_taken_at_the_top_rung(tmp_path: Pat
     ladder = result.outcome.ladder
     top = math.ceil(400 / CONFIG.batch_size)  # one epoch: 100 steps
     assert [r.steps for r in ladder.rungs] == rung_steps(STEPS, top) == [24, 100]
-    # every finalist runs the first rung; each later rung keeps the best third and the rung's knee
-    assert [s.variant for s in ladder.rungs[0].scores] == [s.variant for s in ladder.finalists]
+    # the finalists and the capacity challenger run the first rung; each later rung keeps the best third,
+    # the rung's knee and the challenger
+    assert len(ladder.finalists) == CONFIG.finalists - 1 and ladder.challenger is not None
+    assert [s.variant for s in ladder.rungs[0].scores] == [s.variant for s in ladder.finalists] + [ladder.challenger]
     for below, above in zip(ladder.rungs, ladder.rungs[1:], strict=False):
         ranked = sorted(below.scores, key=lambda s: s.score)
         kept = {s.variant for s in ranked[: survivors(len(ranked))]} | {below.choice.chosen.variant}
-        assert {s.variant for s in above.scores} == kept
+        assert {s.variant for s in above.scores} == kept | {ladder.challenger}
     # rung runs trained at the rung's length, with the LR re-tuned there until bracketed
     lengths = {steps for steps, _ in obj.ran_at}
     assert lengths == {STEPS, *(r.steps for r in ladder.rungs)}
@@ -170,6 +174,71 @@ def test_at_length_the_synthetic_ranking_changes_and_the_ladder_follows(tmp_path
     assert result.choice.chosen.variant == top.chosen.variant
     assert ladder.ranking_held() is (top.chosen.variant == short)
     assert result.choice.chosen.variant.r >= short.r  # capacity matters more at length, never less
+
+
+class RankBlindObjective(SyntheticObjective):
+    """Short runs cannot see rank (every rank scores as r=4 would at the same lr·scaling), longer ones can:
+    LoRA's curves at tuned LR coincide until the lower rank runs out of capacity (LoRA Without Regret)."""
+
+    def loss(self, config: RunConfig) -> float:
+        if self.steps > STEPS:
+            return super().loss(config)
+        v = config.variant
+        return synthetic_loss(replace(config, variant=v.with_(r=4, alpha=4 * v.alpha_ratio)), self.steps)
+
+
+def test_the_capacity_challenger_widens_the_best_variant_not_already_a_finalist() -> None:
+    def score(v: Variant, lr: float = 1e-4) -> Any:
+        return score_variants([_record(v, lr)])[0]
+
+    bounds = CapacityBounds(max_r=32, min_alpha_ratio=1.0, widest_modules="all-linear")
+    small = score(Variant(4, 8.0, "attention", method="dora"), lr=2e-4)  # at its best LR
+    corner = score(Variant(32, 64.0, "all-linear"), lr=2.4e-3)  # 12x too high
+    assert small.score < corner.score
+    got = capacity_challenger([corner, small], [small, corner], bounds)
+    # rank to the space's top, every linear layer, alpha kept but not below alpha/r = 1; the rest kept
+    assert got is not None and got.variant == Variant(32, 32.0, "all-linear", method="dora")
+    assert got.source == small and got.own is None
+    assert capacity_challenger([score(Variant(8, 64.0, "all-linear"))], [], bounds).variant.alpha == 64.0
+    # the best one's widening is a finalist already: the next best's is taken; none left: no challenger
+    mid = score(Variant(16, 32.0, "all-linear"))
+    assert capacity_challenger([corner, mid], [corner], bounds).variant == Variant(32, 32.0, "all-linear")
+    assert capacity_challenger([corner], [corner], bounds) is None
+    assert capacity_challenger([small], [], replace(bounds, widest_modules=None)).variant.modules == "attention"
+    # its first LR keeps lr·alpha: the source's at the same alpha, 1/4 of it when alpha grows 8 → 32 ...
+    plan = LRPlan(base_lr=1e-4)
+    assert capacity_challenger([mid], [], bounds).first_lr(plan) == pytest.approx(1e-4)
+    low_alpha = capacity_challenger([score(Variant(4, 8.0, "all-linear"))], [], bounds)
+    assert low_alpha.first_lr(plan) == pytest.approx(2.5e-5)
+    # ... unless the search ran the challenger itself: then its own best LR
+    own = score(Variant(32, 32.0, "all-linear"), lr=4e-4)
+    got = capacity_challenger([mid, own], [mid], bounds)
+    assert got.variant == own.variant and got.own == own and got.first_lr(plan) == pytest.approx(4e-4)
+
+
+def _record(v: Variant, lr: float) -> Any:
+    from loratune.search.study import TrialRecord
+
+    result = SyntheticObjective()(RunConfig(v, lr), None)
+    return TrialRecord(number=0, state="COMPLETE", key=None, variant=v, learning_rate=lr, stage="s", result=result)
+
+
+def test_when_short_runs_cannot_see_rank_the_challenger_climbs_and_wins_at_length(tmp_path: Path, anatomy: Any) -> None:
+    obj = RankBlindObjective()
+    result = run_search(replace(CONFIG, max_final_steps=200), tmp_path, inputs=_inputs(anatomy), objective=obj)
+    ladder, short = result.outcome.ladder, result.outcome.short_choice.chosen.variant
+    assert short.r < 32  # the short runs saw no reason to double the rank
+    source = ladder.finalists[0].variant
+    assert ladder.challenger == source.with_(r=32, alpha=max(source.alpha, 32.0), modules="all-linear")
+    assert len(ladder.finalists) >= CONFIG.finalists - 1  # it took one of the --finalists slots
+    # it ran no short run, joined at the first rung and climbed every rung, whatever its place there
+    assert all(c.variant != ladder.challenger for steps, c in obj.ran_at if steps == STEPS)
+    for rung in ladder.rungs:
+        assert ladder.challenger in {s.variant for s in rung.scores}
+    # at length its capacity pays: the top rung's knee is the challenger; the record names it
+    assert result.choice.chosen.variant == ladder.challenger
+    best = json.loads((tmp_path / "best_config.json").read_text())
+    assert best["ladder"]["challenger"] == ladder.challenger.label()
 
 
 def test_a_second_call_answers_every_rung_from_the_study(tmp_path: Path, anatomy: Any) -> None:

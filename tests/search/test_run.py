@@ -222,9 +222,10 @@ def test_time_budget_gives_the_ladder_half_and_lowers_its_top_rung_to_fit() -> N
 
     demo = SearchConfig(model="m", steps=30, val_examples=64, lr_runs=5, max_r=32)  # finalists 3
     fast = Throughput(seconds_per_step=0.3, seconds_per_eval_example=0.03, overhead_seconds=1.0)
-    # the ladder's estimate: 3 finalists + 2 near ones x 3 runs at 90 steps, then 1 x 3 at the top (338)
+    # the ladder's estimate: 3 climbers + 2 near ones x 3 runs at 90 steps, then the best and the capacity
+    # challenger x 3 at the top (338)
     per = lambda steps: 1.0 + 2 * 64 * 0.03 + steps * 0.3  # noqa: E731
-    assert ladder_seconds(fast, demo, 338, 0) == pytest.approx(15 * per(90) + 3 * per(338))
+    assert ladder_seconds(fast, demo, 338, 0) == pytest.approx(15 * per(90) + 6 * per(338))
     roomy = size(demo, fast, 1e6, variants=6, n_reference=0, n_train=1350)
     assert roomy.config.max_final_steps == 338 and roomy.config.steps == 30  # one epoch, nothing trimmed
     budget = 12 * 60.0

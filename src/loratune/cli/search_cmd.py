@@ -297,10 +297,11 @@ def _print_ladder(result: SearchResult) -> None:
     table.add_column("variant", no_wrap=True)
     for steps in [ladder.base_steps, *(r.steps for r in ladder.rungs)]:
         table.add_column(f"{steps} steps", justify="right", no_wrap=True)
-    for f in ladder.finalists:
-        cells = across_lengths(f.variant, levels)
-        mark = " ◀ chosen" if f.variant == result.choice.chosen.variant else ""
-        table.add_row(escape(f.variant.label()) + mark,
+    for v in ladder.climbers:
+        cells = across_lengths(v, levels)
+        mark = " (capacity challenger)" if v == ladder.challenger else ""
+        mark += " ◀ chosen" if v == result.choice.chosen.variant else ""
+        table.add_row(escape(v.label()) + mark,
                       *(f"{c.ppl:.4f} @ {c.learning_rate:g}" if c and math.isfinite(c.ppl) else "—" for c in cells))  # fmt: skip
     console.print(table)
     if not ladder.ranking_held() and result.outcome.short_choice is not None:

@@ -130,12 +130,15 @@ def _ladder_section(data: StudyData) -> list[str]:
     head = f"<tr><th class='l'>variant</th><th>{_e(steps)} steps (search)</th>" + "".join(
         f"<th>{_e(r.steps)} steps</th>" for r in data.rungs
     )
+    ladder = data.best.get("ladder")
+    challenger = ladder.get("challenger") if isinstance(ladder, dict) else None  # a label (search.ladder)
     rows = []
     for v in variants:
         cells = across_lengths(v, levels)
         chosen = data.choice is not None and data.choice.chosen.variant == v
+        name = v.label() + (" (capacity challenger)" if v.label() == challenger else "")
         rows.append(
-            f'<tr class="{"chosen" if chosen else ""}"><td class="l">{_e(v.label())}</td>'
+            f'<tr class="{"chosen" if chosen else ""}"><td class="l">{_e(name)}</td>'
             + "".join(f"<td>{_e(_ladder_cell(c))}</td>" for c in cells)
             + "</tr>"
         )
@@ -150,7 +153,8 @@ def _ladder_section(data: StudyData) -> list[str]:
     return [
         "<h2>Fidelity ladder</h2>",
         f"<p>The search's finalists re-run at growing lengths, the LR re-tuned at each (cells: validation "
-        f"perplexity at the best LR). {_e(verdict)}</p>",
+        f"perplexity at the best LR). The capacity challenger is the best finalist at the space's highest rank "
+        f"on every linear layer: short runs cannot show what capacity buys. {_e(verdict)}</p>",
         "<table>",
         head + "</tr>",
         *rows,

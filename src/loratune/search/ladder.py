@@ -11,6 +11,17 @@ epoch), re-tunes each variant's LR around its best of the rung below (downward f
 best the rung below bracketed: the best LR falls with the horizon), and keeps the best third (the
 rung's knee always among them). The knee is taken at the highest rung.
 
+Short runs cannot see capacity: with the LR tuned, LoRA's loss curves at different ranks coincide early and
+part only once the lower rank runs out of capacity [Schulman et al., "LoRA Without Regret", Thinking
+Machines 2025]; attention-only adapters fall behind all-linear ones at length, even at equal parameter
+counts [same]. A search that stopped doubling the rank in 5-step runs never ran the rank that wins at one
+epoch (measured: ``bench/fidelity.py``). So one finalist slot goes to a **capacity challenger**
+(:func:`capacity_challenger`): the best variant's family at the space's highest rank on every linear
+layer (the next best's when that one is a finalist already), alpha kept, so that its source's LR carries
+over (at a fixed alpha the best LR does not depend on the rank, LoRA Without Regret). It climbs every
+rung — what it is there to measure shows only at the top — and the knee there decides whether its
+capacity pays for its cost.
+
 Each rung is its own study next to the search's (``<name>.rung<steps>``; its fingerprint holds the rung's
 steps), so every rung run is persisted, cached and resumed like any other run.
 """
@@ -43,6 +54,47 @@ class LadderOptions:
     tolerance: float = 0.01
     max_forgetting: float | None = None
     metric: str = "loss"
+
+
+@dataclass(frozen=True)
+class CapacityBounds:
+    """The corner of the search space a capacity challenger is built in."""
+
+    max_r: int
+    min_alpha_ratio: float = 1.0  # the space's lowest alpha/r: alpha is kept, but not below this at max_r
+    widest_modules: str | None = "all-linear"  # None: keep the finalist's module set
+
+
+@dataclass(frozen=True)
+class Challenger:
+    variant: Variant
+    source: VariantScore  # the variant it widens: the best-scoring one whose widening is not a finalist
+    own: VariantScore | None = None  # its own short runs, when the search happened to make some
+
+    def first_lr(self, plan: LRPlan) -> float:
+        if self.own is not None:
+            return self.own.learning_rate
+        # At a fixed alpha the best LR does not depend on the rank (the 1/r factor sees to it), and alpha
+        # multiplies the update, so lr·alpha stays put [LoRA Without Regret]: the source's best LR,
+        # scaled down only when alpha had to grow.
+        return plan.snap(self.source.learning_rate * self.source.variant.alpha / self.variant.alpha)
+
+
+def capacity_challenger(
+    scores: list[VariantScore], finalists: list[VariantScore], bounds: CapacityBounds
+) -> Challenger | None:
+    """The best-scoring variant's widening to the space's capacity (rank ``max_r``, the widest module
+    set, alpha kept unless alpha/r would fall under the space's lowest ratio) that is not a finalist
+    already; None when every widening is."""
+    taken = {s.variant for s in finalists}
+    ranked = sorted((s for s in scores if math.isfinite(s.score)), key=lambda s: (s.score, s.variant))
+    for s in ranked:
+        v = s.variant
+        widened = v.with_(r=bounds.max_r, alpha=max(v.alpha, bounds.min_alpha_ratio * bounds.max_r),
+                          modules=bounds.widest_modules or v.modules)  # fmt: skip
+        if widened not in taken:
+            return Challenger(widened, s, next((o for o in ranked if o.variant == widened), None))
+    return None
 
 
 def rung_steps(base: int, top: int, factor: int = RUNG_FACTOR) -> list[int]:
@@ -112,6 +164,12 @@ class LadderOutcome:
     rungs: list[Rung]
     choice: Choice  # the knee at the highest rung reached
     first_choice: Variant | None = None  # the search's own pick, from its short runs
+    challenger: Variant | None = None  # the capacity challenger (no short run: it joins at the first rung)
+
+    @property
+    def climbers(self) -> list[Variant]:
+        """Every variant that ran the first rung: the finalists, then the challenger."""
+        return [s.variant for s in self.finalists] + ([self.challenger] if self.challenger else [])
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -120,6 +178,7 @@ class LadderOutcome:
                 {"variant": s.variant.label(), "ppl": s.ppl, "score": s.score, "learning_rate": s.learning_rate}
                 for s in self.finalists
             ],
+            "challenger": self.challenger.label() if self.challenger else None,
             "rungs": [r.to_dict() for r in self.rungs],
             "chosen": self.choice.chosen.variant.label(),
             "chosen_steps": self.rungs[-1].steps if self.rungs else self.base_steps,
@@ -145,26 +204,33 @@ def climb(
     study_at: StudyAt,
     objective_at: ObjectiveAt,
     log: Log = ignore,
+    challenger: Challenger | None = None,
 ) -> LadderOutcome:
-    """Run the finalists up the rungs (see the module doc); ``first_choice`` is the search's own knee."""
+    """Run the finalists (and the capacity ``challenger``, if any) up the rungs (see the module doc);
+    ``first_choice`` is the search's own knee."""
     rungs: list[Rung] = []
-    alive = list(finalists)
+    alive = [s.variant for s in finalists]
     choice = first_choice
     best_lr = {s.variant: s.learning_rate for s in finalists}
     # a variant's best LR at the rung below, when that sweep bracketed it: the ceiling here (lr.tune_lr)
     ceiling: dict[Variant, float | None] = {s.variant: _bracketed(s, plan) for s in finalists}
+    wide: Variant | None = None
+    if challenger is not None:
+        wide = challenger.variant
+        alive.append(wide)
+        best_lr[wide] = challenger.first_lr(plan)
+        ceiling[wide] = _bracketed(challenger.own, plan) if challenger.own is not None else None
     for steps in rung_steps(base_steps, options.top_steps):
         study, objective = study_at(steps), objective_at(steps)
         rung = Rung(steps, study.study.study_name)
         log(StageStarted(f"ladder: {len(alive)} variant(s) at {steps} steps"))
-        for s in alive:
-            top = ceiling[s.variant]
-            scored, edge = _tune_at(s.variant, best_lr[s.variant], top, steps, study, objective, plan, options, log)
+        for v in alive:
+            scored, edge = _tune_at(v, best_lr[v], ceiling[v], steps, study, objective, plan, options, log)
             rung.scores.append(scored)
-            rung.edges[s.variant] = edge
+            rung.edges[v] = edge
             if math.isfinite(scored.score):
-                best_lr[s.variant] = scored.learning_rate
-                ceiling[s.variant] = scored.learning_rate if edge is None else None
+                best_lr[v] = scored.learning_rate
+                ceiling[v] = scored.learning_rate if edge is None else None
         finite = [s for s in rung.scores if s.best.result is not None and math.isfinite(s.score)]
         if not finite:
             rungs.append(rung)
@@ -175,8 +241,10 @@ def climb(
         rungs.append(rung)
         ranked = sorted(finite, key=lambda s: (s.score, s.variant))
         keep = {s.variant for s in ranked[: survivors(len(ranked))]} | {choice.chosen.variant}
-        alive = [s for s in ranked if s.variant in keep]
-    return LadderOutcome(base_steps, finalists, rungs, choice, first_choice.chosen.variant)
+        if wide is not None and any(s.variant == wide for s in ranked):
+            keep.add(wide)  # the challenger climbs to the top (module doc)
+        alive = [s.variant for s in ranked if s.variant in keep]
+    return LadderOutcome(base_steps, finalists, rungs, choice, first_choice.chosen.variant, wide)
 
 
 def across_lengths(variant: Variant, levels: list[list[VariantScore]]) -> list[VariantScore | None]:

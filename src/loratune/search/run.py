@@ -36,6 +36,7 @@ from loratune.search.events import (
     ignore,
 )
 from loratune.search.knee import Choice, VariantScore, choose, score_variants
+from loratune.search.ladder import Challenger
 from loratune.search.lr import expected_runs
 from loratune.search.outdir import removed_on_failure
 from loratune.search.saved import SEARCH_JSON, SavedSearch, read_search_json, write_search_json
@@ -398,14 +399,14 @@ def _climb_ladder(
     """Re-run the search's finalists at growing lengths (``search.ladder``) in this process, each rung in
     its own study beside ``study`` (appended to ``opened``); the outcome's pick becomes the top rung's."""
     from loratune.search.baseline import plan_for
-    from loratune.search.ladder import LadderOptions, climb, pick_finalists
+    from loratune.search.ladder import LadderOptions, climb
     from loratune.search.staged import StageLog
 
     at_steps = getattr(objective, "at_steps", None)
     if at_steps is None:
         raise ConfigError("this search's objective cannot train at other lengths", "pass finalists=0 (no ladder)")
     scores = [s for s in score_variants(study.finished(), config.metric) if s.best.result is not None]
-    finalists = pick_finalists(scores, config.finalists, config.tolerance)
+    finalists, challenger = ladder_climbers(config, scores)
     options = LadderOptions(config.finalists, config.ladder_top(len(inputs.train)), config.cost, config.tolerance,
                             config.max_forgetting, config.metric)  # fmt: skip
     if not finalists:
@@ -423,16 +424,32 @@ def _climb_ladder(
         return tracked
 
     plan = plan_for(inputs.baseline, base_lr, config.lr_runs)
-    ladder = climb(finalists, config.steps, outcome.choice, options, plan, study_at, objective_at, log)
+    ladder = climb(finalists, config.steps, outcome.choice, options, plan, study_at, objective_at, log, challenger)
     if not ladder.rungs:
         return outcome
     top = ladder.rungs[-1]
-    note = (f"{len(finalists)} finalist(s) re-run at " + ", ".join(f"{r.steps}" for r in ladder.rungs)
+    with_challenger = f" and the capacity challenger {challenger.variant.label()}" if challenger else ""
+    note = (f"{len(finalists)} finalist(s){with_challenger} re-run at " + ", ".join(f"{r.steps}" for r in ladder.rungs)
             + f" steps; knee at {top.steps} steps" + ("" if ladder.ranking_held() else
             f" (the short runs had picked {outcome.choice.chosen.variant.label()})"))  # fmt: skip
-    stage = StageLog("ladder", [s.variant for s in finalists], ladder.choice.chosen.variant, note)
+    stage = StageLog("ladder", ladder.climbers, ladder.choice.chosen.variant, note)
     return replace(outcome, stages=[*outcome.stages, stage], choice=ladder.choice, ladder=ladder,
                    short_choice=outcome.choice)  # fmt: skip
+
+
+def ladder_climbers(config: SearchConfig, scores: list[VariantScore]) -> tuple[list[VariantScore], Challenger | None]:
+    """The ladder's finalists and its capacity challenger (``search.ladder``), which takes one of the
+    ``--finalists`` slots when there are two or more."""
+    from loratune.search.ladder import CapacityBounds, capacity_challenger, pick_finalists
+
+    modules = "all-linear" if "all-linear" in config.module_sets else None
+    bounds = CapacityBounds(config.max_r, min(staged_options(config).alpha_ratios), modules)
+    if config.finalists >= 2:
+        fewer = pick_finalists(scores, config.finalists - 1, config.tolerance)
+        challenger = capacity_challenger(scores, fewer, bounds)
+        if challenger is not None:
+            return fewer, challenger
+    return pick_finalists(scores, config.finalists, config.tolerance), None
 
 
 class _Tracked:

@@ -90,7 +90,7 @@ def ladder_seconds(tp: Throughput, config: SearchConfig, top: int, n_reference: 
     for steps in rung_steps(config.steps, top):
         rung = replace(config, steps=steps, pruner="none")  # no midway evaluations on a rung
         total += n * expected_runs(config.lr_runs) * run_seconds(tp, rung, n_reference, n_val)
-        n = survivors(n)
+        n = survivors(n) + (config.finalists >= 2)  # the capacity challenger climbs every rung
     return total
 
 
