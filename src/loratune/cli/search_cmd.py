@@ -299,11 +299,14 @@ def _print_ladder(result: SearchResult) -> None:
         table.add_column(f"{steps} steps", justify="right", no_wrap=True)
     for v in ladder.climbers:
         cells = across_lengths(v, levels)
-        mark = " (capacity challenger)" if v == ladder.challenger else ""
+        mark = " (challenger)" if v == ladder.challenger else ""
         mark += " ◀ chosen" if v == result.choice.chosen.variant else ""
         table.add_row(escape(v.label()) + mark,
                       *(f"{c.ppl:.4f} @ {c.learning_rate:g}" if c and math.isfinite(c.ppl) else "—" for c in cells))  # fmt: skip
     console.print(table)
+    if ladder.challenger is not None:
+        console.print("challenger: the best variant's family at --max-r on every linear layer (short runs cannot "
+                      "show what capacity buys)", highlight=False, soft_wrap=True)  # fmt: skip
     if not ladder.ranking_held() and result.outcome.short_choice is not None:
         short = result.outcome.short_choice.chosen.variant.label()
         console.print(f"the ranking changed with length: the short runs picked {escape(short)}", highlight=False,

@@ -164,7 +164,7 @@ class LadderOutcome:
     rungs: list[Rung]
     choice: Choice  # the knee at the highest rung reached
     first_choice: Variant | None = None  # the search's own pick, from its short runs
-    challenger: Variant | None = None  # the capacity challenger (no short run: it joins at the first rung)
+    challenger: Variant | None = None  # the capacity challenger: it joins at the first rung
 
     @property
     def climbers(self) -> list[Variant]:
