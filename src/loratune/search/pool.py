@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     import optuna
 
     from loratune.search.staged import SearchOutcome
+    from loratune.search.workers import WorkerStudy
 
 
 # -- the coordinator's study -------------------------------------------------------------------------
@@ -52,6 +53,7 @@ class PooledStudy(SearchStudy):
     ahead: SearchStudy | None = None
     url: str = ""
     name: str = STUDY_NAME
+    mine: WorkerStudy | None = None  # the coordinator's worker view: it trains queued runs while it waits
 
     def submit(self, config: RunConfig) -> None:
         key = config.key(self.fingerprint)
@@ -77,9 +79,9 @@ class PooledStudy(SearchStudy):
         self.submit(config)
         if self.ahead is not None and self._ahead_has(key):
             self._want(key)  # asked for now: a retry of it there must be taken up too
-            rec = self._adopt(config, key, self.wait_for(key, config, self.ahead))
+            rec = self._adopt(config, key, self.wait_for(key, config, self.ahead, objective))
         else:
-            rec = self.wait_for(key, config)
+            rec = self.wait_for(key, config, objective=objective)
         self._cache[key] = rec
         return rec
 
@@ -94,7 +96,7 @@ class PooledStudy(SearchStudy):
         if key in self._submitted or self.lookup(key) is not None or self._live(key) or self._ahead_has(key):
             return
         busy = self.study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))
-        if len(busy) + len(self._wanted) >= self.pool.count:
+        if len(busy) + len(self._wanted) >= self.pool.training:
             return  # every worker has a run the search needs: nothing to gain
         self._want(key)
         self.pool.ensure_started(self)
@@ -173,9 +175,12 @@ class PooledStudy(SearchStudy):
         self.study.add_trial(frozen)
         return _last_with(self, key, attrs)
 
-    def wait_for(self, key: str, config: RunConfig, where: SearchStudy | None = None) -> TrialRecord:
+    def wait_for(
+        self, key: str, config: RunConfig, where: SearchStudy | None = None, objective: Objective | None = None
+    ) -> TrialRecord:
         """The finished trial that ran ``key`` (in this study, or ``where``), once a worker has told it; a
-        config whose trials all ended without a result (its worker was stopped) goes out again."""
+        config whose trials all ended without a result (its worker was stopped) goes out again. With
+        ``objective`` and ``mine``, the coordinator trains queued runs of this study itself meanwhile."""
         from optuna.trial import TrialState
 
         from loratune.search.storage import MAX_RETRY
@@ -188,6 +193,8 @@ class PooledStudy(SearchStudy):
             done = [t for t in mine if t.state.is_finished() and "result" in t.user_attrs]
             if done:
                 return _record(done[0])
+            if objective is not None and self._train_queued(objective):
+                continue
             if any(t.state in (TrialState.WAITING, TrialState.RUNNING) for t in mine):
                 orphaned_since = None
             elif orphaned_since is None:
@@ -206,9 +213,21 @@ class PooledStudy(SearchStudy):
                 recover_pool(self)
                 if self.ahead is not None:
                     recover_pool(self.ahead)
-                if self.pool is not None:
+                if self.pool is not None and self.mine is None:  # a coordinator that trains is a worker left
                     self.pool.check(self)
             time.sleep(POLL_S)
+
+    def _train_queued(self, objective: Objective) -> bool:
+        """Claim one queued run of this study and train it here, as a worker would; False if none is queued."""
+        if self.mine is None:
+            return False
+        from loratune.search.workers import queued_config
+
+        trial = self.mine.claim()
+        if trial is None:
+            return False
+        self.mine.run(queued_config(trial), objective, trial=trial)
+        return True
 
     _last_beat: float = -math.inf
 
@@ -269,13 +288,15 @@ def pooled_run(
     objective: Objective | None = None,
     base_lr: float | None = None,
 ) -> SearchOutcome:
-    """``run_search``'s strategy step with ``workers`` training on the study: ``workers`` local worker
-    processes (staged), or (optuna, given ``objective``) this process as worker 0 and ``workers − 1`` more."""
+    """``run_search``'s strategy step with ``workers`` training on the study: given ``objective``, this
+    process as worker 0 (it has the model loaded: measured, a worker process needs 4–8 s before its first
+    run) and ``workers − 1`` local worker processes; without it, ``workers`` processes."""
     from loratune.search.baseline import plan_for
-    from loratune.search.pool_optuna import pooled_optuna
+    from loratune.search.pool_optuna import _beating, pooled_optuna
+    from loratune.search.workers import WorkerStudy
 
     assert isinstance(study, PooledStudy)
-    here = int(config.strategy == "optuna" and objective is not None)  # the coordinator trains too
+    here = int(objective is not None)  # the coordinator trains too
     pool = WorkerPool(study.url, study.name, workers - here, Path(out) / "workers", threads=config.threads,
                       device=config.device, factory=factory or os.environ.get(FACTORY_ENV), log=log,
                       first_index=here)  # fmt: skip
@@ -284,7 +305,14 @@ def pooled_run(
             if config.strategy == "optuna":
                 plan = plan_for(baseline, base_lr or 0.0, config.lr_runs) if here else None
                 return pooled_optuna(study, config, baseline=baseline, plan=plan, objective=objective, log=log)
-            return staged()
+            if here:  # staged: while a stage waits for its runs, the coordinator trains queued ones
+                study.mine = WorkerStudy(study._storage, fingerprint=study.fingerprint, name=study.name,
+                                         create=False, recover=False)  # fmt: skip
+            try:
+                with _beating(study):  # alive to remote workers while it trains a long run
+                    return staged()
+            finally:
+                study.mine = None
     except storage_errors() as e:
         raise storage_lost(study.url, e) from None
 
@@ -328,7 +356,7 @@ class WorkerPool:
     factory: str | None = None
     procs: list[subprocess.Popen[bytes]] | None = None
     log: Log = ignore
-    first_index: int = 0  # 1 when the coordinator trains as worker 0 (optuna)
+    first_index: int = 0  # 1 when the coordinator trains as worker 0
 
     @property
     def training(self) -> int:

@@ -269,7 +269,7 @@ def run_search(
             from loratune.search.pool import pooled_run
 
             staged = lambda: _run_strategy(config, study, objective, inputs.baseline, base_lr, log)  # noqa: E731
-            with _threads_of_a_worker(inputs.runner, workers, config.threads):  # optuna: it trains as worker 0
+            with _threads_of_a_worker(inputs.runner, workers, config.threads):  # it trains as worker 0
                 outcome = pooled_run(config, study, out, workers, staged, inputs.baseline, log,
                                      factory=worker_factory, objective=objective, base_lr=base_lr)  # fmt: skip
         else:

@@ -7,10 +7,12 @@ Everything goes through Optuna's own trial states, no queue of ours:
 - **staged**: the coordinator (``run_search``) *enqueues* each run as a WAITING trial whose user attributes
   hold the run's key and config (``PooledStudy.submit``); a stage submits all its runs at once (every
   variant × the LRs its sweep surely needs) and waits for them. Workers claim WAITING trials with Optuna's
-  atomic WAITING → RUNNING transition, train, ``tell``. The strategy's decisions read the same results in
-  the same order as with one worker, so the pick is the same. While a worker would idle, the rank stage
-  tries the rank two steps up ahead of need in a side study (``<name>.ahead``); a stage that then asks for
-  it *adopts* the finished run into the search's study, so that study holds exactly one worker's runs.
+  atomic WAITING → RUNNING transition, train, ``tell``; so does the coordinator while it waits (worker 0,
+  with the model it has loaded: ``--workers N`` starts N−1 processes; ``PooledStudy.wait_for``). The
+  strategy's decisions read the same results in the same order as with one worker, so the pick is the same.
+  While a worker would idle, the rank stage tries the rank two steps up ahead of need in a side study
+  (``<name>.ahead``); a stage that then asks for it *adopts* the finished run into the search's study, so
+  that study holds exactly one worker's runs.
 - **optuna**: every worker samples (``study.ask``, TPE with ``constant_liar``) and prunes by itself; the
   coordinator enqueues the baseline, trains as worker 0 with the model it has loaded (``--workers N``
   starts N−1 processes; ``search.pool_optuna``) until ``--trials`` distinct runs, and picks the knee.
@@ -276,9 +278,7 @@ def _next_run(
             trial, which = (ahead.claim(only=wanted) if wanted else None), ahead
         if trial is None:
             return None, None, study
-        ua = trial.user_attrs
-        run = RunConfig(Variant.from_dict(ua["variant"]), float(ua["learning_rate"]), stage=ua.get("stage", ""))
-        return trial, run, which
+        return trial, queued_config(trial), which
     from optuna.trial import TrialState
 
     from loratune.search.optuna_strategy import _suggest
@@ -291,6 +291,12 @@ def _next_run(
     trial = study.ask()
     variant, lr = _suggest(trial, opt, plan)
     return trial, RunConfig(variant, lr, stage="optuna"), study
+
+
+def queued_config(trial: optuna.trial.Trial) -> RunConfig:
+    """The run a queued (WAITING, now claimed) trial stands for: its user attributes (``PooledStudy.submit``)."""
+    ua = trial.user_attrs
+    return RunConfig(Variant.from_dict(ua["variant"]), float(ua["learning_rate"]), stage=ua.get("stage", ""))
 
 
 def optuna_worker_study(storage: Any, fp: str, config: SearchConfig, *, index: int, name: str) -> WorkerStudy:
