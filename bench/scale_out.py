@@ -112,6 +112,14 @@ def duplicate_runs(out: Path) -> int:
     return sum(n - 1 for n in trained.values() if n > 1)
 
 
+def median_run_seconds(out: Path) -> float:
+    """The median wall time of a full (not pruned) trained run: with two workers on two cores, how much each
+    run slows down beside the other (shared caches and memory bandwidth) — the ceiling on the speedup."""
+    walls = sorted(r.result.wall_seconds for r in _records(out)
+                   if r.result is not None and r.cached_study is None and r.result.status == "ok")  # fmt: skip
+    return round(walls[len(walls) // 2], 2) if walls else float("nan")
+
+
 def _comparable(best: dict[str, Any]) -> dict[str, Any]:
     """best_config.json without what a clock decides (tokens/s, seconds) — what must be identical."""
 
@@ -160,7 +168,8 @@ def main() -> None:
             result = run_search(config, out, workers=n)
             wall = time.perf_counter() - t0
             best = json.loads((out / "best_config.json").read_text())
-            runs[n] = {"seconds": round(wall, 1), "result": result, "best": best, "dup": duplicate_runs(out)}
+            runs[n] = {"seconds": round(wall, 1), "result": result, "best": best, "dup": duplicate_runs(out),
+                       "run_s": median_run_seconds(out)}  # fmt: skip
             log(f"  {wall:.0f} s, {result.runs_trained} runs trained, {result.tokens:,} tokens, "
                 f"pick {result.choice.chosen.variant.label()} lr {result.choice.chosen.learning_rate:g}")  # fmt: skip
         one, two = runs[1], runs[2]
@@ -171,6 +180,7 @@ def main() -> None:
             "seconds": {"1_worker": one["seconds"], "2_workers": two["seconds"]},
             "tokens": {"1_worker": one["result"].tokens, "2_workers": two["result"].tokens},
             "runs_trained": {"1_worker": one["result"].runs_trained, "2_workers": two["result"].runs_trained},
+            "median_run_seconds": {"1_worker": one["run_s"], "2_workers": two["run_s"]},
             "same_pick": same_pick,
             "same_best_config": _comparable(one["best"]) == _comparable(two["best"]),
             "pick": {"1_worker": pick[0].variant.label(), "2_workers": pick[1].variant.label()},
