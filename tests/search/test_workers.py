@@ -20,6 +20,7 @@ import pytest
 from loratune.errors import ConfigError
 from loratune.search import SearchStudy, run_search
 
+from .polling import wait_for
 from .pool_driver import CONFIGS, LoggedObjective, inputs
 
 DRIVER = Path(__file__).with_name("pool_driver.py")
@@ -51,15 +52,6 @@ def _records(storage: str) -> list[Any]:
 
 def _trained_keys(records: list[Any]) -> list[str]:
     return [r.key for r in records if r.result is not None and r.cached_study is None]
-
-
-def _wait_for(predicate: Any, timeout: float = 60) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out")
 
 
 class _Trials:
@@ -163,7 +155,7 @@ def test_kill9_of_a_worker_loses_nothing_and_reruns_only_its_run(tmp_path: Path,
             return True
         return False
 
-    _wait_for(running_with_worker)
+    wait_for(running_with_worker)
     os.kill(victim["pid"], signal.SIGKILL)
     _out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err[-2000:]
@@ -196,7 +188,7 @@ def test_kill9_of_the_coordinator_then_resume_with_the_workers_still_running(tmp
     url = postgres.new_database()
     ranlog, out = tmp_path / "ran.log", tmp_path / "out"
     proc = _driver(out, url, 2, "staged", ranlog, 0.2)  # worker 0 is the coordinator, worker 1 a process
-    _wait_for(lambda: len(_joined(out)) == 1 and ranlog.is_file() and len(ranlog.read_text().splitlines()) >= 4)
+    wait_for(lambda: len(_joined(out)) == 1 and ranlog.is_file() and len(ranlog.read_text().splitlines()) >= 4)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     worker_pids = _joined(out)
@@ -216,14 +208,14 @@ def test_kill9_of_the_coordinator_then_resume_with_the_workers_still_running(tmp
     trained = _trained_keys(_records(url))
     assert len(trained) == len(set(trained))
     assert _best(out)["chosen"]["variant"] == CONFIG_PICK
-    _wait_for(lambda: not any(_pid_alive(p) for p in worker_pids), 30)  # done: they exit
+    wait_for(lambda: not any(_pid_alive(p) for p in worker_pids), 30)  # done: they exit
 
 
 def test_a_database_that_goes_away_stops_everyone_with_one_line_and_resume_continues(tmp_path: Path, postgres) -> None:  # type: ignore[no-untyped-def]
     url = postgres.new_database()
     ranlog, out = tmp_path / "ran.log", tmp_path / "out"
     proc = _driver(out, url, 2, "staged", ranlog, 0.2)
-    _wait_for(lambda: ranlog.is_file() and len(ranlog.read_text().splitlines()) >= 4)
+    wait_for(lambda: ranlog.is_file() and len(ranlog.read_text().splitlines()) >= 4)
     done_before = {r.number: r.result.to_dict() for r in _records(url) if r.state == "COMPLETE"}
     postgres.stop("immediate")
     try:
@@ -231,7 +223,7 @@ def test_a_database_that_goes_away_stops_everyone_with_one_line_and_resume_conti
         assert proc.returncode != 0
         assert "lost the study storage" in err and "--resume" in err
         for log in (out / "workers").glob("worker-*.log"):
-            _wait_for(lambda log=log: "lost the study storage" in log.read_text(), 60)
+            wait_for(lambda log=log: "lost the study storage" in log.read_text(), 60)
             assert log.read_text().count("error:") == 1
     finally:
         postgres.start()
@@ -281,7 +273,7 @@ def test_a_worker_from_another_machine_joins_and_its_death_is_found_by_heartbeat
     env = {**ENV, "LORATUNE_GRACE_S": "3", "LORATUNE_TEST_RANLOG": str(ranlog), "LORATUNE_TEST_SLEEP": "0.3"}
     proc = subprocess.Popen([sys.executable, str(DRIVER), str(out), url, "2", "staged"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    _wait_for(lambda: ranlog.is_file())
+    wait_for(lambda: ranlog.is_file())
     remote_env = {**env, "LORATUNE_HOST": "elsewhere", "LORATUNE_WORKER_FACTORY": f"{DRIVER}:make"}
     remote = subprocess.Popen([sys.executable, "-m", "loratune.cli.app", "worker", "--storage", url, "--index", "7"],
                               env=remote_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
@@ -296,7 +288,7 @@ def test_a_worker_from_another_machine_joins_and_its_death_is_found_by_heartbeat
                 return True
         return False
 
-    _wait_for(remote_is_training)
+    wait_for(remote_is_training)
     remote.send_signal(signal.SIGKILL)
     remote.wait(timeout=30)
     _out, err = proc.communicate(timeout=120)

@@ -18,6 +18,7 @@ from typing import Any
 
 from loratune.search.storage import read_journal_records
 
+from .polling import wait_for
 from .pool_driver import CONFIGS
 
 DRIVER = Path(__file__).with_name("pool_driver.py")
@@ -107,7 +108,7 @@ def test_kill9_of_the_training_coordinator_loses_nothing_and_resume_finishes(tmp
             return True
         return False
 
-    _wait_for(coordinator_training)
+    wait_for(coordinator_training)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     again = _driver(out, ranlog, 0.3)
@@ -162,12 +163,3 @@ def _worker_pid(out: Path) -> int:
 
     text = (out / "workers" / "worker-1.log").read_text()
     return int(re.findall(r":(\d+), [^)]*\) joined", text)[0])
-
-
-def _wait_for(predicate: Any, timeout: float = 60) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out")

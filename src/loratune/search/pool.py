@@ -33,7 +33,7 @@ from loratune.search.poolstate import (
 )
 from loratune.search.space import RunConfig, Variant
 from loratune.search.storage import heartbeat_s, storage_errors, storage_lost
-from loratune.search.study import STUDY_NAME, Objective, SearchStudy, TrialRecord, _host, _record
+from loratune.search.study import STUDY_NAME, Objective, SearchStudy, TrialRecord, _host, _record, beating
 
 if TYPE_CHECKING:
     import optuna
@@ -292,7 +292,7 @@ def pooled_run(
     process as worker 0 (it has the model loaded: measured, a worker process needs 4–8 s before its first
     run) and ``workers − 1`` local worker processes; without it, ``workers`` processes."""
     from loratune.search.baseline import plan_for
-    from loratune.search.pool_optuna import _beating, pooled_optuna
+    from loratune.search.pool_optuna import pooled_optuna
     from loratune.search.workers import WorkerStudy
 
     assert isinstance(study, PooledStudy)
@@ -309,7 +309,7 @@ def pooled_run(
                 study.mine = WorkerStudy(study._storage, fingerprint=study.fingerprint, name=study.name,
                                          create=False, recover=False)  # fmt: skip
             try:
-                with _beating(study):  # alive to remote workers while it trains a long run
+                with beating(study.beat, "loratune-coordinator-beat"):  # alive to remote workers while it trains
                     return staged()
             finally:
                 study.mine = None

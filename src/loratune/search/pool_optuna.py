@@ -11,17 +11,13 @@ baseline is under way at once and worker 1 joins at 3.9 s.
 
 from __future__ import annotations
 
-import contextlib
 import math
-import threading
 import time
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from loratune.search.events import Log, RunFinished, ignore
 from loratune.search.poolstate import POLL_S, _distinct, _live_workers, recover_pool
-from loratune.search.storage import heartbeat_s
-from loratune.search.study import Objective
+from loratune.search.study import Objective, beating
 
 if TYPE_CHECKING:
     from loratune.search.config import SearchConfig
@@ -62,7 +58,7 @@ def pooled_optuna(
     seen: set[int] = set()
     asked, last_check = 0, -math.inf
     started = time.perf_counter()
-    with _beating(study):  # a coordinator training a long run is still alive to remote workers
+    with beating(study.beat, "loratune-coordinator-beat"):  # training a long run, still alive to remote workers
         while True:
             finished = study.finished()
             for rec in finished:
@@ -92,22 +88,3 @@ def pooled_optuna(
     choice = choose(scores, cost=opt.cost, tolerance=opt.tolerance, max_forgetting=opt.max_forgetting)
     tried = [s.variant for s in scores]
     return SearchOutcome("optuna", [StageLog("optuna", tried, choice.chosen.variant, choice.reason())], choice)
-
-
-@contextlib.contextmanager
-def _beating(study: PooledStudy) -> Iterator[None]:
-    """Say the coordinator is alive every heartbeat interval from a thread, while the main one trains."""
-    stop = threading.Event()
-
-    def beat() -> None:
-        while not stop.wait(heartbeat_s()):
-            with contextlib.suppress(Exception):  # a storage hiccup: the main thread's next call reports it
-                study.beat()
-
-    thread = threading.Thread(target=beat, name="loratune-coordinator-beat", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()

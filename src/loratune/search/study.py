@@ -347,26 +347,37 @@ def _alive(pid: int) -> bool:
 
 
 @contextmanager
-def _heartbeat(storage: Any, trial_id: int) -> Iterator[None]:
-    """Record Optuna heartbeats while a trial trains, so other workers can tell a dead one from a slow one."""
-    from loratune.search.storage import has_heartbeat, heartbeat_s
+def beating(beat: Callable[[], None], name: str) -> Iterator[None]:
+    """Call ``beat`` at once, then every heartbeat interval, from a background thread while the block runs.
+    A storage hiccup must not kill training: that beat is skipped and the next retries (the main thread's
+    next call to the storage reports a real loss)."""
+    from loratune.search.storage import heartbeat_s
 
     stop = threading.Event()
-    if not has_heartbeat(storage):  # the journal: a dead local worker is found by its pid instead
-        yield
-        return
 
-    def beat() -> None:
+    def loop() -> None:
         while True:
-            with contextlib.suppress(Exception):  # a storage hiccup must not kill training; the next beat retries
-                storage.record_heartbeat(trial_id)
+            with contextlib.suppress(Exception):
+                beat()
             if stop.wait(heartbeat_s()):
                 return
 
-    thread = threading.Thread(target=beat, name="loratune-heartbeat", daemon=True)
+    thread = threading.Thread(target=loop, name=name, daemon=True)
     thread.start()
     try:
         yield
     finally:
         stop.set()
         thread.join()
+
+
+@contextmanager
+def _heartbeat(storage: Any, trial_id: int) -> Iterator[None]:
+    """Record Optuna heartbeats while a trial trains, so other workers can tell a dead one from a slow one."""
+    from loratune.search.storage import has_heartbeat
+
+    if not has_heartbeat(storage):  # the journal: a dead local worker is found by its pid instead
+        yield
+        return
+    with beating(lambda: storage.record_heartbeat(trial_id), "loratune-heartbeat"):
+        yield
