@@ -60,7 +60,8 @@ def search(
         int,
         typer.Option(
             "--finalists",
-            help="Best variants re-run at 3x, 9x … the steps, up to --max-final-steps (the fidelity ladder); 0 = none.",
+            help="Variants re-run at 3x, 9x … the steps, up to --max-final-steps (the fidelity ladder): the best ones "
+            "and, from 2 on, one capacity challenger (the best at --max-r on every linear layer); 0 = none.",
         ),  # fmt: skip
     ] = 3,
     max_final_steps: Annotated[
