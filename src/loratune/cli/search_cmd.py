@@ -116,7 +116,8 @@ def search(
         int,
         typer.Option(
             "--workers",
-            help="Local worker processes on the study (threads shared out); more join with `loratune worker`.",
+            help="Local workers on the study, this process as worker 0 and N-1 processes (threads shared out); "
+            "more join with `loratune worker`.",
         ),
     ] = 1,
 ) -> None:
