@@ -5,7 +5,6 @@ the note that says how to resume (issue #11). Nothing here trains."""
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import time
 from pathlib import Path
@@ -16,16 +15,9 @@ import pytest
 from loratune.cli.app import run
 from loratune.search import LRPlan, SearchStudy, StagedOptions, StagedSearch, Variant, default_storage
 
+from ..search.synthetic import SyntheticObjective
+
 MODEL = "smollm2-135m"
-
-
-def _synthetic() -> Any:
-    path = Path(__file__).resolve().parents[1] / "search" / "synthetic.py"
-    spec = importlib.util.spec_from_file_location("loratune_tests_synthetic_cli", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _refused(capsys: pytest.CaptureFixture[str], *argv: str, says: str = "") -> str:
@@ -54,7 +46,7 @@ def _study(d: Path) -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # its handler may hold an earlier test's stderr
     try:
         study = SearchStudy(default_storage(d), fingerprint="fp")
-        StagedSearch(study, _synthetic().SyntheticObjective(), LRPlan(max_runs=1), StagedOptions(max_r=8)).run(
+        StagedSearch(study, SyntheticObjective(), LRPlan(max_runs=1), StagedOptions(max_r=8)).run(
             Variant(8, 16.0, "attention")
         )
     finally:
@@ -222,7 +214,7 @@ def test_ctrl_c_mid_search_keeps_the_study_and_says_how_to_resume(
         recommended_lr=2e-4,
         runner=object(),  # never called: the objective below stands in for training
     )
-    synthetic = _synthetic().SyntheticObjective()
+    synthetic = SyntheticObjective()
 
     class Interrupted:
         calls = 0

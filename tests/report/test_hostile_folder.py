@@ -16,22 +16,13 @@ from loratune.errors import ConfigError
 from loratune.report import load_study
 from loratune.search import LRPlan, SearchStudy, StagedOptions, StagedSearch, Variant, default_storage
 
-
-def _synthetic() -> Any:
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[1] / "search" / "synthetic.py"
-    spec = importlib.util.spec_from_file_location("loratune_tests_synthetic_h", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from ..search.synthetic import SyntheticObjective
 
 
 def _study(d: Path, r: int = 8) -> set[Any]:
     """A small finished study in ``d``; returns the variants it ran."""
     study = SearchStudy(default_storage(d), fingerprint="fp")
-    StagedSearch(study, _synthetic().SyntheticObjective(), LRPlan(max_runs=1), StagedOptions(max_r=r)).run(
+    StagedSearch(study, SyntheticObjective(), LRPlan(max_runs=1), StagedOptions(max_r=r)).run(
         Variant(r, 2.0 * r, "attention")
     )
     return {rec.variant for rec in study.records()}

@@ -16,9 +16,8 @@ from loratune.search import LRPlan, SearchStudy, StagedOptions, StagedSearch, Va
 from loratune.search.final import SEARCH_JSON, best_config, write_outputs
 from loratune.trial.types import TrialResult
 
-from ._synthetic import load_synthetic
+from ..search.synthetic import SyntheticObjective
 
-SyntheticObjective = load_synthetic().SyntheticObjective
 EVIL = '<script>alert("x")</script>'
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 

@@ -11,10 +11,7 @@ from loratune.report import write_report
 from loratune.report.load import load_study
 from loratune.search import SearchConfig, SearchInputs, Variant, run_search
 
-from ._synthetic import load_synthetic
-
-synthetic = load_synthetic()
-STEPS, SyntheticObjective = synthetic.STEPS, synthetic.SyntheticObjective
+from ..search.synthetic import STEPS, SyntheticObjective
 
 
 def _inputs(anatomy: Any) -> SearchInputs:
