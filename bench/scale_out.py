@@ -11,13 +11,15 @@ the whole ``best_config.json`` but its timings) is identical, and runs trained t
 
 Sized for ≤ 15 minutes on an idle 2-core machine: fewer steps (12, the demo trains 30; fewer still when a
 short probe of this machine says 12 would not fit) and validation examples (32, the demo uses 64) than
-``make demo``, and without the fidelity ladder (``finalists=0``: with workers the ladder runs in the
-coordinator, one run at a time, so it would measure nothing about workers); both searches share those
-per-run settings, recorded in the JSON. The speedup
+``make demo``, and without the fidelity ladder (``finalists=0``) in these two, so that they measure the
+strategies' own parallelism; both share those per-run settings, recorded in the JSON. ``--ladder`` adds a
+third pair, ``staged_ladder``: the staged search with its ladder (``--finalists 3``, one rung at 3× the
+steps), whose rung runs go out to the workers like a stage's (about 10 minutes more). The speedup
 counts everything a user waits for: the workers' start (each loads the model) included. Targets: staged
 ≥ 1.6×, optuna ≥ 1.8×, the same staged pick, no duplicate runs.
 
     .venv/bin/python bench/scale_out.py            # the measurement (machine otherwise idle)
+    .venv/bin/python bench/scale_out.py --ladder   # … and the staged search with its fidelity ladder
     .venv/bin/python bench/scale_out.py --tiny     # a dry run on a 2-layer model: checks the script only
 """
 
@@ -55,10 +57,19 @@ def configs(tiny: Path | None, data: str) -> dict[str, SearchConfig]:
                             lr=5e-3, lr_runs=2, max_r=4, export="peft", threads=1, finalists=0)  # fmt: skip
         return {"staged": base, "optuna": replace(base, strategy="optuna", trials=4)}
     # The demo's search (make demo), with 12 steps and 32 validation examples so all four runs fit 15 min,
-    # without the fidelity ladder: with workers it runs in the coordinator, one run at a time (README).
+    # without the fidelity ladder (``--ladder`` measures it: ``with_ladder``).
     base = SearchConfig(model="smollm2-135m", data="demo", steps=12, batch_size=4, max_length=128, val_examples=32,
                         lr=1e-3, lr_runs=2, max_r=32, export="peft,axolotl", threads=1, finalists=0)  # fmt: skip
     return {"staged": base, "optuna": replace(base, strategy="optuna", trials=16)}
+
+
+LADDER_FACTOR = 3  # the ladder pair's one rung: 3x the search's steps (ladder.RUNG_FACTOR)
+
+
+def with_ladder(cfgs: dict[str, SearchConfig]) -> dict[str, SearchConfig]:
+    """``cfgs`` and the staged search with its fidelity ladder: three finalists, one rung at 3x the steps."""
+    c = cfgs["staged"]
+    return {**cfgs, "staged_ladder": replace(c, finalists=3, max_final_steps=LADDER_FACTOR * c.steps)}
 
 
 def fit_steps(cfgs: dict[str, SearchConfig], budget_s: float) -> tuple[dict[str, SearchConfig], dict[str, Any]]:
@@ -136,6 +147,7 @@ def _comparable(best: dict[str, Any]) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tiny", action="store_true", help="dry run on a tiny random model (checks the script)")
+    parser.add_argument("--ladder", action="store_true", help="also the staged search with its fidelity ladder")
     parser.add_argument("--work", type=Path, default=ROOT / "work" / "scale_out")
     parser.add_argument("--out", type=Path, default=None, help="results file (default bench/results/scale_out.json)")
     args = parser.parse_args()
@@ -156,6 +168,8 @@ def main() -> None:
     report: dict[str, Any] = {}
     started = time.perf_counter()
     cfgs, sized = fit_steps(configs(tiny, data), BUDGET_S)
+    if args.ladder:
+        cfgs = with_ladder(cfgs)
     log(f"measured {sized['seconds_per_step']:.2f} s/step: {sized['steps']} steps per run, "
         f"about {sized['estimated_seconds'] / 60:.0f} min in all")  # fmt: skip
     for strategy, config in cfgs.items():
@@ -203,6 +217,12 @@ def main() -> None:
             "finalists": c.finalists,
         },  # fmt: skip
         "optuna_trials": cfgs["optuna"].trials,
+        "staged_ladder": {
+            "finalists": cfgs["staged_ladder"].finalists,
+            "rung_steps": cfgs["staged_ladder"].max_final_steps,
+        }
+        if "staged_ladder" in cfgs
+        else None,
         "reduced_from_demo": f"steps {c.steps} (demo 30), {c.val_examples} val examples (demo 64): to fit 15 min",
         "sized_by_probe": sized,
         "workers": list(WORKERS),

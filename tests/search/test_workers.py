@@ -35,8 +35,10 @@ def anatomy():  # type: ignore[no-untyped-def]
     return load_anatomy(resolve_source("smollm2-135m"))
 
 
-def _driver(out: Path, storage: str, workers: int, strategy: str, ranlog: Path, sleep: float) -> subprocess.Popen[str]:
-    env = {**ENV, "LORATUNE_TEST_RANLOG": str(ranlog), "LORATUNE_TEST_SLEEP": str(sleep)}
+def _driver(
+    out: Path, storage: str, workers: int, strategy: str, ranlog: Path, sleep: float, **extra: str
+) -> subprocess.Popen[str]:
+    env = {**ENV, "LORATUNE_TEST_RANLOG": str(ranlog), "LORATUNE_TEST_SLEEP": str(sleep), **extra}
     return subprocess.Popen(
         [sys.executable, str(DRIVER), str(out), storage, str(workers), strategy],
         env=env,
@@ -118,6 +120,85 @@ def test_an_idle_worker_tries_two_ranks_up_and_the_pick_stays_one_workers(tmp_pa
     assert len(started) == len(set(started)) <= one.runs_trained + len(ahead) - len(adopted)
 
 
+def test_the_coordinator_free_before_the_baseline_ends_trains_the_first_doubling(tmp_path: Path, anatomy: Any) -> None:
+    """The baseline's two runs go to both trainers; the coordinator, done first, does not idle: it trains the
+    rank stage's first doubling (r 8 → 16, alpha/r kept) ahead of need, and the rank stage adopts it. The
+    search's own study and pick stay one worker's."""
+    run_search(CONFIGS["staged"], tmp_path / "one", inputs=inputs(anatomy), objective=LoggedObjective())
+    ranlog = tmp_path / "ran.log"
+    proc = _driver(tmp_path / "two", "-", 2, "staged", ranlog, 0.25, LORATUNE_TEST_WAIT_FOR_PEER="1")
+    _out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-2000:]
+    assert _best(tmp_path / "two") == _best(tmp_path / "one")
+    runs = [line.split("|") for line in ranlog.read_text().splitlines()]
+    coordinator = [label for label, _lr, _steps, pid in runs if pid == str(proc.pid)]
+    worker = [label for label, _lr, _steps, pid in runs if pid != str(proc.pid)]
+    assert coordinator[:2] == ["r=8 α=16 attention", "r=16 α=32 attention"], coordinator
+    assert worker[0] == "r=8 α=16 attention"  # the baseline's other run was still training then
+    from loratune.search.storage import read_journal_records
+
+    main = read_journal_records(tmp_path / "two" / "study.journal")
+    ahead = read_journal_records(tmp_path / "two" / "study.journal", name="loratune.ahead")
+    doubled = {r.key for r in ahead if r.variant.label() == "r=16 α=32 attention"}
+    assert doubled and doubled <= {r.key for r in main if r.stage == "rank"}  # adopted by the rank stage
+    started = [line.rsplit("|", 1)[0] for line in ranlog.read_text().splitlines()]
+    assert len(started) == len(set(started))
+
+
+@pytest.mark.parametrize("strategy", ["ladder", "optuna-ladder"])
+def test_the_ladder_rungs_go_out_to_every_worker(tmp_path: Path, anatomy: Any, strategy: str) -> None:
+    """With workers, each rung's runs are handed out like a stage's: both processes train rung runs, none
+    twice; staged keeps one worker's best_config.json, ladder included."""
+    from .synthetic import STEPS
+
+    ranlog = tmp_path / "ran.log"
+    proc = _driver(tmp_path / "two", "-", 2, strategy, ranlog, 0.05)
+    _out, err = proc.communicate(timeout=180)
+    assert proc.returncode == 0, err[-2000:]
+    runs = [line.split("|") for line in ranlog.read_text().splitlines()]
+    rung_pids = Counter(pid for _label, _lr, steps, pid in runs if int(steps) > STEPS)
+    assert len(rung_pids) == 2, rung_pids  # the coordinator and the worker process both trained rung runs
+    started = [line.rsplit("|", 1)[0] for line in ranlog.read_text().splitlines()]
+    assert len(started) == len(set(started))
+    best = _best(tmp_path / "two")
+    assert best["ladder"]["rungs"]
+    if strategy == "ladder":
+        run_search(CONFIGS["ladder"], tmp_path / "one", inputs=inputs(anatomy), objective=LoggedObjective())
+        assert best == _best(tmp_path / "one")
+    # every rung run the ladder reports was trained once, and nothing more
+    assert sum(rung_pids.values()) == sum(len(v["lrs"]) for r in best["ladder"]["rungs"] for v in r["variants"])
+
+
+def test_kill9_of_a_worker_during_a_rung_loses_nothing(tmp_path: Path, anatomy: Any) -> None:
+    """A worker process killed while it trains a ladder rung's run: the coordinator finds the dead pid,
+    requeues the run (Optuna's retry callback) and trains it; nothing finished reruns; the pick, the ladder
+    and every number in best_config.json are those of one worker."""
+    from .synthetic import STEPS
+
+    ranlog = tmp_path / "ran.log"
+    proc = _driver(tmp_path / "two", "-", 2, "ladder", ranlog, 0.1)
+
+    seen: list[str] = []
+
+    def rung_run_of_the_worker() -> bool:
+        lines = ranlog.read_text().splitlines() if ranlog.is_file() else []
+        seen.extend(x for x in lines if int(x.split("|")[2]) > STEPS and not x.endswith(f"|{proc.pid}"))
+        return bool(seen)
+
+    wait_for(rung_run_of_the_worker)
+    victim = seen[0]
+    os.kill(int(victim.rsplit("|", 1)[1]), signal.SIGKILL)
+    _out, err = proc.communicate(timeout=180)
+    assert proc.returncode == 0, err[-2000:]
+    one = run_search(CONFIGS["ladder"], tmp_path / "one", inputs=inputs(anatomy), objective=LoggedObjective())
+    assert _best(tmp_path / "two") == _best(tmp_path / "one")
+    started = Counter(line.rsplit("|", 1)[0] for line in ranlog.read_text().splitlines())
+    again = [run for run, n in started.items() if n > 1]
+    assert again == [victim.rsplit("|", 1)[0]]  # the killed run began again; nothing else did
+    rung_runs = sum(n for run, n in started.items() if int(run.split("|")[2]) > STEPS)
+    assert rung_runs - 1 == sum(len(v["lrs"]) for r in one.best["ladder"]["rungs"] for v in r["variants"])
+
+
 def test_three_workers_on_postgres_sample_and_prune_without_running_a_config_twice(tmp_path: Path, postgres) -> None:  # type: ignore[no-untyped-def]
     url = postgres.new_database()
     ranlog = tmp_path / "ran.log"
@@ -132,6 +213,25 @@ def test_three_workers_on_postgres_sample_and_prune_without_running_a_config_twi
     assert len({line.rsplit("|", 1)[1] for line in started}) == 3
     assert any(r.state == "PRUNED" for r in records)
     assert not [r for r in records if r.state in ("RUNNING", "WAITING")]
+
+
+def test_processes_opening_a_fresh_database_at_once_all_get_it(tmp_path: Path, postgres) -> None:  # type: ignore[no-untyped-def]
+    """A search and its workers (or anything else) may create a new server database's tables at the same
+    moment; PostgreSQL lets one win and fails the others (``pg_type`` unique violation): they must retry."""
+    url = postgres.new_database()
+    go = tmp_path / "go"
+    code = (
+        "import os, sys, time\n"
+        f"while not os.path.exists({str(go)!r}): time.sleep(0.005)\n"
+        "from loratune.search.storage import make_storage\n"
+        f"make_storage({url!r}); print('ok')\n"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=ENV) for _ in range(6)]  # fmt: skip
+    time.sleep(3)  # every one has imported what it needs and waits
+    go.touch()
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [o.strip() for o, _e in outs] == ["ok"] * len(procs), [e[-500:] for _o, e in outs]
 
 
 def test_kill9_of_a_worker_loses_nothing_and_reruns_only_its_run(tmp_path: Path, postgres) -> None:  # type: ignore[no-untyped-def]

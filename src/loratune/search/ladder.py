@@ -23,7 +23,9 @@ rung — what it is there to measure shows only at the top — and the knee ther
 capacity pays for its cost.
 
 Each rung is its own study next to the search's (``<name>.rung<steps>``; its fingerprint holds the rung's
-steps), so every rung run is persisted, cached and resumed like any other run.
+steps), so every rung run is persisted, cached and resumed like any other run. With workers, a rung's sure
+runs (every climber's first two LRs) are submitted together, so they train side by side; the sweeps read
+them in their usual order, and the outcome is one worker's.
 """
 
 from __future__ import annotations
@@ -224,6 +226,7 @@ def climb(
         study, objective = study_at(steps), objective_at(steps)
         rung = Rung(steps, study.study.study_name)
         log(StageStarted(f"ladder: {len(alive)} variant(s) at {steps} steps"))
+        _submit(study, [(v, best_lr[v]) for v in alive], plan, steps)
         for v in alive:
             scored, edge = _tune_at(v, best_lr[v], ceiling[v], steps, study, objective, plan, options, log)
             rung.scores.append(scored)
@@ -272,6 +275,19 @@ def sweep_edges(levels: list[list[VariantScore]], plan: LRPlan) -> list[dict[Var
 def _bracketed(s: VariantScore, plan: LRPlan) -> float | None:
     """The variant's best LR when its runs bracket it (a worse run each side), else None."""
     return s.learning_rate if len(s.tried) >= 3 and lr_edge(s.tried, plan) is None else None
+
+
+def _submit(study: SearchStudy, centers: list[tuple[Variant, float]], plan: LRPlan, steps: int) -> None:
+    """With workers (a study that can ``submit``): every climber's sure runs at once — its center and the
+    step below, as ``tune_lr(down_first=True)`` starts — so the rung's runs train side by side; the sweeps
+    then read them in their usual order, and the rung's results are one worker's."""
+    submit = getattr(study, "submit", None)
+    if submit is None:
+        return
+    for v, lr in centers:
+        center = plan.snap(lr)
+        for x in [center] + ([center / plan.factor] if plan.max_runs >= 2 else []):
+            submit(RunConfig(v, plan.snap(x), stage=f"ladder-{steps}"))
 
 
 def _tune_at(

@@ -1,6 +1,7 @@
 """The coordinator's side of many workers (``run_search(workers=N)``): its study hands runs to the workers
-as WAITING trials and waits for them (staged), or waits for the workers' own trials (optuna); the local
-worker processes it starts. How the pieces fit: ``search.workers``'s header.
+as WAITING trials and waits for them (staged, and the fidelity ladder's rungs in both strategies:
+``open_rung_study``), or waits for the workers' own trials (optuna); the local worker processes it starts.
+How the pieces fit: ``search.workers``'s header.
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ from loratune.search.poolstate import (
     DONE_ATTR,
     FACTORY_ENV,
     POLL_S,
+    RUNGS_ATTR,
     WANTED_ATTR,
     _live_workers,
+    _sys_attrs,
     _sys_set,
     bind_options,
     recover_pool,
@@ -50,10 +53,18 @@ class PooledStudy(SearchStudy):
     pool: WorkerPool | None = None
     _submitted: set[str]
     _wanted: set[str]  # keys tried ahead (in ``ahead``) that a stage may still ask for
+    _sure: set[str]  # keys tried ahead that the next stage asks for whatever happens (the coordinator's own)
     ahead: SearchStudy | None = None
     url: str = ""
     name: str = STUDY_NAME
     mine: WorkerStudy | None = None  # the coordinator's worker view: it trains queued runs while it waits
+    mine_ahead: WorkerStudy | None = None  # … and runs tried ahead, when nothing of the search's is queued
+    parent: PooledStudy | None = None  # a ladder rung's study: the search's, which holds the pool's state
+
+    @property
+    def root(self) -> PooledStudy:
+        """The search's own study: who is alive (workers, the coordinator) is kept there."""
+        return self.parent or self
 
     def submit(self, config: RunConfig) -> None:
         key = config.key(self.fingerprint)
@@ -63,7 +74,7 @@ class PooledStudy(SearchStudy):
         if self._ahead_has(key):  # tried ahead: ``run`` adopts it
             return
         if self.pool is not None:
-            self.pool.ensure_started(self)  # only when something is left to run (a resume may have none)
+            self.pool.ensure_started(self.root)  # only when something is left to run (a resume may have none)
         if not self._live(key):
             self.study.enqueue_trial({}, user_attrs=_config_attrs(config, key))
 
@@ -86,27 +97,45 @@ class PooledStudy(SearchStudy):
         return rec
 
     # -- runs tried ahead: a side study, so this one holds exactly what one worker would have run --------
-    def speculate(self, config: RunConfig) -> None:
-        """Try ``config`` ahead of need when a worker would otherwise idle; invisible unless adopted."""
-        from optuna.trial import TrialState
-
+    def speculate(self, config: RunConfig, *, sure: bool = False) -> None:
+        """Try ``config`` ahead of need when a worker would otherwise idle (``sure``: queue it now, the next
+        stage is certain to ask for it); invisible unless adopted."""
         if self.ahead is None or self.pool is None:
             return
         key = config.key(self.fingerprint)
         if key in self._submitted or self.lookup(key) is not None or self._live(key) or self._ahead_has(key):
             return
-        busy = self.study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))
-        if len(busy) + len(self._wanted) >= self.pool.training:
-            return  # every worker has a run the search needs: nothing to gain
+        if not sure and not self._a_worker_would_idle():
+            return  # a guess only for a worker process that has nothing else to do
+        if sure:
+            self._sure.add(key)
         self._want(key)
-        self.pool.ensure_started(self)
+        self.pool.ensure_started(self.root)
         self.ahead.study.enqueue_trial({}, user_attrs=_config_attrs(config, key))
 
     def settle(self) -> None:
         """The stage is decided: runs tried ahead and not yet started are not wanted any more."""
+        self._sure.clear()
         if self.ahead is not None and self._wanted:
             self._wanted.clear()
             _sys_set(self.ahead, WANTED_ATTR, [])
+
+    def _a_worker_would_idle(self) -> bool:
+        """Whether a worker process would have nothing to train: fewer runs queued or training (the search's,
+        and the wanted ones tried ahead) than processes, counting the queued run the coordinator takes itself
+        when it trains. Never the coordinator: a guess holds up the stage whose result it decides on, and
+        measured, a guess queued for it was taken by a worker just as the stage moved on (bench/scale_out.py)."""
+        from optuna.trial import TrialState
+
+        assert self.pool is not None
+        live = self.study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))
+        demand = len(live)
+        if self.ahead is not None and self._wanted:
+            ahead = self.ahead.study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))
+            demand += sum(t.user_attrs.get("key") in self._wanted for t in ahead)
+        if self.mine is not None and any(t.state == TrialState.WAITING for t in live):
+            demand -= 1  # the coordinator, deciding now, trains one of them next
+        return demand < self.pool.count
 
     def _ahead_has(self, key: str) -> bool:
         """Whether the side study has (or is running) ``key``; one still queued there is wanted again."""
@@ -195,6 +224,8 @@ class PooledStudy(SearchStudy):
                 return _record(done[0])
             if objective is not None and self._train_queued(objective):
                 continue
+            if objective is not None and self._train_ahead(objective):
+                continue
             if any(t.state in (TrialState.WAITING, TrialState.RUNNING) for t in mine):
                 orphaned_since = None
             elif orphaned_since is None:
@@ -214,7 +245,7 @@ class PooledStudy(SearchStudy):
                 if self.ahead is not None:
                     recover_pool(self.ahead)
                 if self.pool is not None and self.mine is None:  # a coordinator that trains is a worker left
-                    self.pool.check(self)
+                    self.pool.check(self.root)
             time.sleep(POLL_S)
 
     def _train_queued(self, objective: Objective) -> bool:
@@ -229,13 +260,27 @@ class PooledStudy(SearchStudy):
         self.mine.run(queued_config(trial), objective, trial=trial)
         return True
 
+    def _train_ahead(self, objective: Objective) -> bool:
+        """Claim one *sure* run tried ahead and train it here (nothing of the search's is queued). Not a
+        guess: while the coordinator trains it makes no decision, so a guess would hold the stage up."""
+        sure = self._sure & self._wanted
+        if self.mine_ahead is None or not sure:
+            return False
+        from loratune.search.workers import queued_config
+
+        trial = self.mine_ahead.claim(only=sure)
+        if trial is None:
+            return False
+        self.mine_ahead.run(queued_config(trial), objective, trial=trial)
+        return True
+
     _last_beat: float = -math.inf
 
     def beat(self) -> None:
         """Say the coordinator is alive (once per heartbeat interval: the journal keeps every write)."""
         if time.monotonic() - self._last_beat >= heartbeat_s():
             self._last_beat = time.monotonic()
-            _sys_set(self, COORDINATOR_ATTR, {"host": _host(), "pid": os.getpid(), "time": time.time()})
+            _sys_set(self.root, COORDINATOR_ATTR, {"host": _host(), "pid": os.getpid(), "time": time.time()})
 
 
 def _last_with(study: SearchStudy, key: str, attrs: dict[str, Any]) -> TrialRecord:
@@ -264,7 +309,7 @@ def open_pooled_study(storage: Any, url: str, fp: str, config: SearchConfig, *, 
             "drop --storage (the workers then share <out>/study.journal), or use a server such as postgresql://…",
         )
     study = PooledStudy(storage, fingerprint=fp, name=name, sampler=sampler, pruner=pruner, recover=False)
-    study.url, study.name, study._submitted, study._wanted = url, name, set(), set()
+    study.url, study.name, study._submitted, study._wanted, study._sure = url, name, set(), set(), set()
     if config.strategy == "staged":
         study.ahead = SearchStudy(storage, fingerprint=fp, name=name + AHEAD_SUFFIX, recover=False)
         _sys_set(study.ahead, WANTED_ATTR, [])
@@ -273,6 +318,24 @@ def open_pooled_study(storage: Any, url: str, fp: str, config: SearchConfig, *, 
     _sys_set(study, DONE_ATTR, False)
     study.beat()
     return study
+
+
+def open_rung_study(main: PooledStudy, name: str, fingerprint: str, steps: int) -> PooledStudy:
+    """A fidelity-ladder rung's study beside the search's: its runs go out to the workers as a stage's do
+    (announced in ``RUNGS_ATTR``, so workers train them at the rung's length); the coordinator trains
+    queued ones too when it is worker 0."""
+    from loratune.search.workers import WorkerStudy
+
+    rung = PooledStudy(main._storage, fingerprint=fingerprint, name=name, recover=False)
+    rung.url, rung.name, rung._submitted, rung._wanted, rung._sure = main.url, name, set(), set(), set()
+    rung.pool, rung.parent = main.pool, main
+    if main.pool is not None and main.pool.first_index > 0:  # the coordinator trains as worker 0
+        rung.mine = WorkerStudy(main._storage, fingerprint=fingerprint, name=name, create=False, recover=False)
+    rungs = list(_sys_attrs(main).get(RUNGS_ATTR) or [])
+    if not any(r.get("name") == name for r in rungs):
+        _sys_set(main, RUNGS_ATTR, [*rungs, {"name": name, "steps": steps, "fingerprint": fingerprint}])
+    rung.recovered = recover_pool(rung)
+    return rung
 
 
 def pooled_run(
@@ -287,10 +350,12 @@ def pooled_run(
     factory: str | None = None,
     objective: Objective | None = None,
     base_lr: float | None = None,
+    then: Callable[[SearchOutcome], SearchOutcome] | None = None,
 ) -> SearchOutcome:
     """``run_search``'s strategy step with ``workers`` training on the study: given ``objective``, this
     process as worker 0 (it has the model loaded: measured, a worker process needs 4–8 s before its first
-    run) and ``workers − 1`` local worker processes; without it, ``workers`` processes."""
+    run) and ``workers − 1`` local worker processes; without it, ``workers`` processes. ``then`` (the
+    fidelity ladder) runs on the strategy's outcome while the workers are still there to serve its rungs."""
     from loratune.search.baseline import plan_for
     from loratune.search.pool_optuna import pooled_optuna
     from loratune.search.workers import WorkerStudy
@@ -304,15 +369,24 @@ def pooled_run(
         with running_pool(study, pool):
             if config.strategy == "optuna":
                 plan = plan_for(baseline, base_lr or 0.0, config.lr_runs) if here else None
-                return pooled_optuna(study, config, baseline=baseline, plan=plan, objective=objective, log=log)
+                outcome = pooled_optuna(study, config, baseline=baseline, plan=plan, objective=objective, log=log)
+                if then is None:
+                    return outcome
+                with beating(study.beat, "loratune-coordinator-beat"):
+                    return then(outcome)
             if here:  # staged: while a stage waits for its runs, the coordinator trains queued ones
                 study.mine = WorkerStudy(study._storage, fingerprint=study.fingerprint, name=study.name,
                                          create=False, recover=False)  # fmt: skip
+                if study.ahead is not None:
+                    study.mine_ahead = WorkerStudy(study._storage, fingerprint=study.fingerprint,
+                                                   name=study.name + AHEAD_SUFFIX, create=False,
+                                                   recover=False)  # fmt: skip
             try:
                 with beating(study.beat, "loratune-coordinator-beat"):  # alive to remote workers while it trains
-                    return staged()
+                    outcome = staged()
+                    return then(outcome) if then is not None else outcome
             finally:
-                study.mine = None
+                study.mine = study.mine_ahead = None
     except storage_errors() as e:
         raise storage_lost(study.url, e) from None
 

@@ -36,6 +36,9 @@ FACTORY_ENV = "LORATUNE_WORKER_FACTORY"
 # search's own study holds exactly what one worker would have run; the coordinator adopts what it needs.
 AHEAD_SUFFIX = ".ahead"
 WANTED_ATTR = "loratune:wanted"  # the side study's keys still worth running
+# The fidelity ladder's rung studies, announced in the search's study so that workers serve them too:
+# [{"name": …, "steps": …, "fingerprint": …}], in the order the coordinator opened them.
+RUNGS_ATTR = "loratune:rungs"
 
 
 # -- the search a study holds --------------------------------------------------------------------------

@@ -265,24 +265,28 @@ def run_search(
             objective = RunnerObjective(
                 inputs.runner, inputs.anatomy, settings, inputs.train, val, ref, progress=progress
             )
+        rung_studies: list[SearchStudy] = []
+
+        def fingerprint_at(steps: int) -> str:  # a rung's study: the search's settings at its length
+            rung = config.train_settings(base_lr, inputs.compute_dtype, steps=steps)
+            return inputs_fingerprint(inputs, len(val), len(ref), rung)
+
+        def ladder(outcome: SearchOutcome) -> SearchOutcome:
+            if config.finalists < 1:
+                return outcome
+            return _climb_ladder(config, study, objective, outcome, inputs, base_lr, fingerprint_at, rung_studies,
+                                 log)  # fmt: skip
+
         if workers > 1:
             from loratune.search.pool import pooled_run
 
             staged = lambda: _run_strategy(config, study, objective, inputs.baseline, base_lr, log)  # noqa: E731
             with _threads_of_a_worker(inputs.runner, workers, config.threads):  # it trains as worker 0
                 outcome = pooled_run(config, study, out, workers, staged, inputs.baseline, log,
-                                     factory=worker_factory, objective=objective, base_lr=base_lr)  # fmt: skip
+                                     factory=worker_factory, objective=objective, base_lr=base_lr,
+                                     then=ladder)  # fmt: skip
         else:
-            outcome = _run_strategy(config, study, _Tracked(objective, log), inputs.baseline, base_lr, log)
-        rung_studies: list[SearchStudy] = []
-        if config.finalists > 0:
-
-            def fingerprint_at(steps: int) -> str:  # a rung's study: the search's settings at its length
-                rung = config.train_settings(base_lr, inputs.compute_dtype, steps=steps)
-                return inputs_fingerprint(inputs, len(val), len(ref), rung)
-
-            outcome = _climb_ladder(config, study, objective, outcome, inputs, base_lr, fingerprint_at, rung_studies,
-                                    log)  # fmt: skip
+            outcome = ladder(_run_strategy(config, study, _Tracked(objective, log), inputs.baseline, base_lr, log))
 
         finished = study.finished()
         scores = score_variants(finished, config.metric)
@@ -396,10 +400,12 @@ def _climb_ladder(
     opened: list[SearchStudy],
     log: Log,
 ) -> SearchOutcome:
-    """Re-run the search's finalists at growing lengths (``search.ladder``) in this process, each rung in
-    its own study beside ``study`` (appended to ``opened``); the outcome's pick becomes the top rung's."""
+    """Re-run the search's finalists at growing lengths (``search.ladder``), each rung in its own study
+    beside ``study`` (appended to ``opened``; with workers, its runs go out to them); the outcome's pick
+    becomes the top rung's."""
     from loratune.search.baseline import plan_for
     from loratune.search.ladder import LadderOptions, climb
+    from loratune.search.pool import PooledStudy, open_rung_study
     from loratune.search.staged import StageLog
 
     at_steps = getattr(objective, "at_steps", None)
@@ -414,7 +420,11 @@ def _climb_ladder(
     storage = study._storage  # the rungs live where the search's study does (one file or server)
 
     def study_at(steps: int) -> SearchStudy:
-        rung = SearchStudy(storage, fingerprint=fingerprint_at(steps), name=f"{study.study.study_name}.rung{steps}")
+        name, fp = f"{study.study.study_name}.rung{steps}", fingerprint_at(steps)
+        if isinstance(study, PooledStudy):  # with workers: the rung's runs go out to them
+            rung: SearchStudy = open_rung_study(study, name, fp, steps)
+        else:
+            rung = SearchStudy(storage, fingerprint=fp, name=name)
         opened.append(rung)
         return rung
 

@@ -74,6 +74,11 @@ def planned_variants(baseline: Variant, opt: StagedOptions) -> int:
     return 1 + rank + alphas + modules + int(opt.try_dora) + int(opt.try_layers)
 
 
+def at_rank(v: Variant, r: int) -> Variant:
+    """``v`` at rank ``r`` with alpha/r kept: the scaling stays, only capacity moves (the rank stage's step)."""
+    return v.with_(r=r, alpha=float(r * (v.alpha / v.r)))
+
+
 class StagedSearch:
     def __init__(
         self,
@@ -136,15 +141,22 @@ class StagedSearch:
             for lr in [center] + ([center * self.plan.factor] if self.plan.max_runs >= 2 else []):
                 submit(RunConfig(v, self.plan.snap(lr), stage=stage))
 
-    def _speculate(self, variant: Variant, stage: str) -> None:
+    def _speculate(self, variant: Variant, stage: str, *, sure: bool = False) -> None:
         """With workers that can try runs ahead (``speculate``): ``variant``'s sure LR runs, kept apart from
-        the study until a stage asks for them, so the pick and the study stay those of one worker."""
+        the study until a stage asks for them, so the pick and the study stay those of one worker. ``sure``:
+        the next stage will ask for them whatever happens, so a trainer that frees up takes them at once."""
         speculate = getattr(self.study, "speculate", None)
         if speculate is None or variant in self._scores:
             return
         center = self.plan.center(variant)
         for lr in [center] + ([center * self.plan.factor] if self.plan.max_runs >= 2 else []):
-            speculate(RunConfig(variant, self.plan.snap(lr), stage=stage))
+            speculate(RunConfig(variant, self.plan.snap(lr), stage=stage), sure=sure)
+
+    def _settle(self) -> None:
+        """With workers: runs tried ahead and not yet started are not wanted any more (the rank is decided)."""
+        settle = getattr(self.study, "settle", None)
+        if settle is not None:
+            settle()
 
     def _pick(self, variants: list[Variant], stage: str, tolerance: float) -> Variant:
         self._submit(variants, stage)
@@ -163,6 +175,9 @@ class StagedSearch:
         self._planned_runs = planned_variants(baseline, o) * expected_runs(self.plan.max_runs)
 
         self.log(StageStarted("baseline"))
+        self._submit([baseline], "baseline")
+        if baseline.r * 2 <= o.max_r:  # a trainer free before the baseline ends takes the rank stage's first
+            self._speculate(at_rank(baseline, baseline.r * 2), "rank", sure=True)  # doubling: always tried
         self.evaluate(baseline, "baseline")
         stages.append(StageLog("baseline", [baseline], baseline, "the recommended configuration"))
 
@@ -206,11 +221,10 @@ class StagedSearch:
 
     def _rank_stage(self, start: Variant, name: str, stages: list[StageLog], down_only: bool = False) -> Variant:
         o = self.opt
-        ratio = start.alpha / start.r  # keep alpha/r: the scaling stays, only capacity moves
         tried = [start]
 
         def at(r: int) -> Variant:
-            v = start.with_(r=r, alpha=float(r * ratio))
+            v = at_rank(start, r)
             tried.append(v)
             return v
 
@@ -221,24 +235,21 @@ class StagedSearch:
                 nxt = at(r * 2)
                 self._submit([nxt], name)
                 if r * 4 <= o.max_r:  # with idle workers: two ranks up, in case doubling pays again
-                    self._speculate(start.with_(r=r * 4, alpha=float(r * 4 * ratio)), name)
-                gain = self._ppl(start.with_(r=r, alpha=float(r * ratio)), name) / self._ppl(nxt, name) - 1
+                    self._speculate(at_rank(start, r * 4), name)
+                gain = self._ppl(at_rank(start, r), name) / self._ppl(nxt, name) - 1
                 if gain < o.rank_tolerance:
                     break  # doubling stopped paying
                 went_up, r = True, r * 2
+            self._settle()  # the ranks tried ahead above are not wanted any more
         if not went_up:
             r = start.r
             while r // 2 >= o.min_r:
                 lower = at(r // 2)
                 # halving is free when perplexity stays within the tolerance
-                if self._ppl(lower, name) > self._ppl(start.with_(r=r, alpha=float(r * ratio)), name) * (
-                    1 + o.rank_tolerance
-                ):
+                if self._ppl(lower, name) > self._ppl(at_rank(start, r), name) * (1 + o.rank_tolerance):
                     break
                 r //= 2
-        settle = getattr(self.study, "settle", None)
-        if settle is not None:  # the rank is decided: runs tried ahead and not started are not wanted
-            settle()
+        self._settle()
         variants = list(dict.fromkeys(tried))
         winner = self._pick(variants, name, tolerance=o.rank_tolerance)
         note = f"doubling r must lower perplexity by ≥ {o.rank_tolerance:.1%}; the cheapest rank within it wins"

@@ -27,6 +27,7 @@ from __future__ import annotations
 import copy
 import os
 import re
+import time
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -110,7 +111,6 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
 
     A server URL connects once, with a connect timeout of :data:`CONNECT_TIMEOUT_S` seconds: an
     unreachable host fails in seconds instead of hanging for the OS's TCP timeout."""
-    import optuna
 
     from loratune.search.outdir import removed_on_failure
 
@@ -122,6 +122,27 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
         try:
             if folder is not None:  # SQLite creates the file, not its folder (removed again on failure)
                 folder.mkdir(parents=True, exist_ok=True)
+            return _rdb(url)
+        except Exception as e:  # bad URL, missing driver, unreachable server
+            raise ConfigError(
+                f"cannot open the study storage {shown_url(url)!r}: {type(e).__name__}: {str(e)[:160]}",
+                "pass an Optuna RDB URL such as sqlite:///runs/x/study.db or postgresql://user@host/db",
+            ) from None
+
+
+SCHEMA_TRIES = 4
+
+
+def _rdb(url: str) -> optuna.storages.BaseStorage:
+    """Optuna's RDB storage at ``url``. Two processes opening a fresh server database at once (a search and a
+    worker, or the tests' poll) both create its tables, and PostgreSQL lets only one create a type of a name:
+    the other fails with a unique violation in ``pg_type`` (or "relation … already exists"). That one tries
+    again and finds the tables."""
+    import optuna
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    for attempt in range(SCHEMA_TRIES):
+        try:
             return optuna.storages.RDBStorage(
                 url,
                 engine_kwargs=_study_engine_kwargs(url),
@@ -129,11 +150,11 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
                 grace_period=grace_s(),
                 heartbeat_stale_trial_callback=RequeueDeadRun(),
             )
-        except Exception as e:  # bad URL, missing driver, unreachable server
-            raise ConfigError(
-                f"cannot open the study storage {shown_url(url)!r}: {type(e).__name__}: {str(e)[:160]}",
-                "pass an Optuna RDB URL such as sqlite:///runs/x/study.db or postgresql://user@host/db",
-            ) from None
+        except (IntegrityError, ProgrammingError):
+            if attempt == SCHEMA_TRIES - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def _journal(path: Path, *, create: bool) -> optuna.storages.BaseStorage:

@@ -10,9 +10,15 @@ Everything goes through Optuna's own trial states, no queue of ours:
   atomic WAITING → RUNNING transition, train, ``tell``; so does the coordinator while it waits (worker 0,
   with the model it has loaded: ``--workers N`` starts N−1 processes; ``PooledStudy.wait_for``). The
   strategy's decisions read the same results in the same order as with one worker, so the pick is the same.
-  While a worker would idle, the rank stage tries the rank two steps up ahead of need in a side study
-  (``<name>.ahead``); a stage that then asks for it *adopts* the finished run into the search's study, so
-  that study holds exactly one worker's runs.
+  Runs tried ahead of need live in a side study (``<name>.ahead``); a stage that then asks for one *adopts*
+  the finished run into the search's study, so that study holds exactly one worker's runs. Two kinds: the
+  rank stage's first doubling, queued there while the baseline trains (the stage always runs it, so the
+  trainer that frees up first takes it), and, only while a worker would idle, the rank two steps up (a
+  guess: the coordinator never trains one itself, since it decides nothing while it trains).
+- **the fidelity ladder** (both strategies): each rung is a study of its own (``<name>.rung<steps>``),
+  announced in the search's study (``RUNGS_ATTR``); its climbers' sure runs (each one's center LR and the
+  step below) are queued at once, and workers claim them once the search's own queue is empty and train them
+  at the rung's length (``objective.at_steps``), as does the coordinator while its sweeps wait.
 - **optuna**: every worker samples (``study.ask``, TPE with ``constant_liar``) and prunes by itself; the
   coordinator enqueues the baseline, trains as worker 0 with the model it has loaded (``--workers N``
   starts N−1 processes; ``search.pool_optuna``) until ``--trials`` distinct runs, and picks the knee.
@@ -50,6 +56,7 @@ from loratune.search.poolstate import (
     FACTORY_ENV,
     OPTIONS_ATTR,
     POLL_S,
+    RUNGS_ATTR,
     WANTED_ATTR,
     WORKER_PREFIX,
     _coordinator_alive,
@@ -144,6 +151,36 @@ class WorkerStudy(SearchStudy):
         return None
 
 
+class RungStudies:
+    """The fidelity ladder's rung studies a worker serves once the search's queue is empty: announced by the
+    coordinator in the search's study (``RUNGS_ATTR``: name, steps, fingerprint), each opened once and
+    trained with the worker's objective at that rung's length."""
+
+    def __init__(self, storage: str, main: SearchStudy, objective: Objective) -> None:
+        self.storage, self.main, self.objective = storage, main, objective
+        self.open: dict[str, tuple[WorkerStudy, Objective]] = {}
+
+    def claim(self) -> tuple[optuna.trial.Trial, RunConfig, WorkerStudy, Objective] | None:
+        """A queued rung run, claimed (the newest rung first: the one the ladder waits on), or None."""
+        at_steps = getattr(self.objective, "at_steps", None)
+        if at_steps is None:  # an objective that trains at one length only serves no rung
+            return None
+        for rung in reversed(_sys_attrs(self.main).get(RUNGS_ATTR) or []):
+            name = str(rung["name"])
+            if name not in self.open:
+                study = WorkerStudy(self.storage, fingerprint=str(rung["fingerprint"]), name=name, create=False,
+                                    recover=False)  # fmt: skip
+                self.open[name] = (study, at_steps(int(rung["steps"])))
+            study, objective = self.open[name]
+            trial = study.claim()
+            if trial is not None:
+                return trial, queued_config(trial), study, objective
+        return None
+
+    def studies(self) -> list[WorkerStudy]:
+        return [study for study, _ in self.open.values()]
+
+
 def load_factory(spec: str) -> Callable[[SearchConfig], tuple[SearchInputs, Objective]]:
     path, _, name = spec.rpartition(":")
     module_spec = importlib.util.spec_from_file_location("loratune_worker_factory", path)
@@ -226,6 +263,7 @@ def _run_worker(storage: str, study_name: str, *, index: int, threads: int | Non
     from loratune.search.baseline import plan_for
 
     plan = plan_for(inputs.baseline, config.lr or inputs.recommended_lr, config.lr_runs)
+    rungs = RungStudies(storage, study, objective)
     last_beat = last_check = -math.inf
     while True:
         if time.monotonic() - last_beat >= heartbeat_s():  # "alive" (the journal keeps every write)
@@ -234,11 +272,17 @@ def _run_worker(storage: str, study_name: str, *, index: int, threads: int | Non
         if time.monotonic() - last_check > 1.0:
             last_check = time.monotonic()
             recover_pool(study)
-            if ahead is not None:
-                recover_pool(ahead)
+            for side in [ahead, *rungs.studies()]:
+                if side is not None:
+                    recover_pool(side)
         if _sys_attrs(study).get(DONE_ATTR):
             break
         trial, run, which = _next_run(study, opt, plan, asked, ahead)
+        train = objective
+        if trial is None:
+            rung = rungs.claim()
+            if rung is not None:
+                trial, run, which, train = rung
         if trial is None or run is None:
             if opt is not None and asked >= 4 * opt.n_trials:
                 break
@@ -249,15 +293,16 @@ def _run_worker(storage: str, study_name: str, *, index: int, threads: int | Non
                 break
             time.sleep(POLL_S)
             continue
-        asked += 1
-        rec = which.run(run, objective, trial=trial, prune=opt is not None and opt.pruner != "none")
+        asked += which is study  # optuna's cap counts its own asks only
+        prune = opt is not None and opt.pruner != "none" and which is study  # rung runs are never pruned
+        rec = which.run(run, train, trial=trial, prune=prune)
         idle_since = time.monotonic()
         if rec.cached_study is None:
             trained += 1
         say(f"worker {index}: trial {rec.number} {run.variant.label()} lr {run.learning_rate:g} {rec.state.lower()}")
     with contextlib.suppress(Exception):
         _sys_set(study, me, 0.0)
-    for held in (study, ahead, probe):  # a server's connections closed, not dropped (see main)
+    for held in (study, ahead, probe, *rungs.studies()):  # a server's connections closed, not dropped (main)
         engine = getattr(getattr(held, "_storage", None), "engine", None)
         if engine is not None:
             with contextlib.suppress(Exception):
