@@ -308,8 +308,8 @@ def open_pooled_study(storage: Any, url: str, fp: str, config: SearchConfig, *, 
             "'database is locked')",
             "drop --storage (the workers then share <out>/study.journal), or use a server such as postgresql://…",
         )
-    study = PooledStudy(storage, fingerprint=fp, name=name, sampler=sampler, pruner=pruner, recover=False)
-    study.url, study.name, study._submitted, study._wanted, study._sure = url, name, set(), set(), set()
+    study = _pooled(PooledStudy(storage, fingerprint=fp, name=name, sampler=sampler, pruner=pruner, recover=False),
+                    url, name)  # fmt: skip
     if config.strategy == "staged":
         study.ahead = SearchStudy(storage, fingerprint=fp, name=name + AHEAD_SUFFIX, recover=False)
         _sys_set(study.ahead, WANTED_ATTR, [])
@@ -326,16 +326,21 @@ def open_rung_study(main: PooledStudy, name: str, fingerprint: str, steps: int) 
     queued ones too when it is worker 0."""
     from loratune.search.workers import WorkerStudy
 
-    rung = PooledStudy(main._storage, fingerprint=fingerprint, name=name, recover=False)
-    rung.url, rung.name, rung._submitted, rung._wanted, rung._sure = main.url, name, set(), set(), set()
+    rung = _pooled(PooledStudy(main._storage, fingerprint=fingerprint, name=name, recover=False), main.url, name)
     rung.pool, rung.parent = main.pool, main
     if main.pool is not None and main.pool.first_index > 0:  # the coordinator trains as worker 0
         rung.mine = WorkerStudy(main._storage, fingerprint=fingerprint, name=name, create=False, recover=False)
     rungs = list(_sys_attrs(main).get(RUNGS_ATTR) or [])
     if not any(r.get("name") == name for r in rungs):
         _sys_set(main, RUNGS_ATTR, [*rungs, {"name": name, "steps": steps, "fingerprint": fingerprint}])
-    rung.recovered = recover_pool(rung)
+    recover_pool(rung)
     return rung
+
+
+def _pooled(study: PooledStudy, url: str, name: str) -> PooledStudy:
+    """A fresh PooledStudy's own state: where workers open it, and nothing handed out yet."""
+    study.url, study.name, study._submitted, study._wanted, study._sure = url, name, set(), set(), set()
+    return study
 
 
 def pooled_run(
