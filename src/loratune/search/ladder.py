@@ -38,7 +38,7 @@ from typing import Any
 
 from loratune.search.events import Log, RunFinished, StageStarted, VariantScored, ignore
 from loratune.search.knee import Choice, VariantScore, choose, score_variants
-from loratune.search.lr import LRPlan, lr_edge, tune_lr
+from loratune.search.lr import LRPlan, lr_edge, opening_lrs, tune_lr
 from loratune.search.metric import metric_score
 from loratune.search.space import RunConfig, Variant
 from loratune.search.study import Objective, SearchStudy
@@ -284,10 +284,9 @@ def _submit(study: SearchStudy, centers: list[tuple[Variant, float]], plan: LRPl
     submit = getattr(study, "submit", None)
     if submit is None:
         return
-    for v, lr in centers:
-        center = plan.snap(lr)
-        for x in [center] + ([center / plan.factor] if plan.max_runs >= 2 else []):
-            submit(RunConfig(v, plan.snap(x), stage=f"ladder-{steps}"))
+    for v, center in centers:
+        for lr in opening_lrs(plan, center, down_first=True):
+            submit(RunConfig(v, lr, stage=f"ladder-{steps}"))
 
 
 def _tune_at(

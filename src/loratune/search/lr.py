@@ -87,6 +87,13 @@ def lr_edge(tried: dict[float, float], plan: LRPlan, *, ceiling: float | None = 
     return "cap"
 
 
+def opening_lrs(plan: LRPlan, center: float, *, down_first: bool = False) -> list[float]:
+    """The LRs every sweep from ``center`` runs whatever their results (:func:`tune_lr`'s first two): what a
+    search with workers hands out at once."""
+    step = 1 / plan.factor if down_first else plan.factor
+    return [plan.snap(center)] + ([plan.snap(center * step)] if plan.max_runs >= 2 else [])
+
+
 def tune_lr(
     evaluate: Callable[[float], float], plan: LRPlan, center: float, *, down_first: bool = False,
     ceiling: float | None = None,
@@ -110,10 +117,11 @@ def tune_lr(
         return tried[lr]
 
     f = plan.factor
-    at(center)
+    for lr in opening_lrs(plan, center, down_first=down_first):
+        at(lr)
     if plan.max_runs >= 2:
         first = f if not down_first else 1 / f
-        neighbour = at(center * first)
+        neighbour = tried[plan.snap(center * first)]
         direction = first if neighbour < tried[plan.snap(center)] else 1 / first
         probe = center * first if direction == first else center
         while len(tried) < plan.max_runs:

@@ -222,10 +222,11 @@ class PooledStudy(SearchStudy):
             done = [t for t in mine if t.state.is_finished() and "result" in t.user_attrs]
             if done:
                 return _record(done[0])
-            if objective is not None and self._train_queued(objective):
-                continue
-            if objective is not None and self._train_ahead(objective):
-                continue
+            if objective is not None and (
+                self._train(self.mine, objective)
+                or self._train(self.mine_ahead, objective, only=self._sure & self._wanted)
+            ):
+                continue  # fmt: skip
             if any(t.state in (TrialState.WAITING, TrialState.RUNNING) for t in mine):
                 orphaned_since = None
             elif orphaned_since is None:
@@ -248,30 +249,18 @@ class PooledStudy(SearchStudy):
                     self.pool.check(self.root)
             time.sleep(POLL_S)
 
-    def _train_queued(self, objective: Objective) -> bool:
-        """Claim one queued run of this study and train it here, as a worker would; False if none is queued."""
-        if self.mine is None:
+    def _train(self, view: WorkerStudy | None, objective: Objective, only: set[str] | None = None) -> bool:
+        """Claim one queued run of ``view`` (the search's study, or runs tried ahead: only the *sure* ones
+        there — while the coordinator trains it decides nothing, so a guess would hold the stage up) and
+        train it here, as a worker would; False if there is none."""
+        if view is None or (only is not None and not only):
             return False
         from loratune.search.workers import queued_config
 
-        trial = self.mine.claim()
+        trial = view.claim(only=only)
         if trial is None:
             return False
-        self.mine.run(queued_config(trial), objective, trial=trial)
-        return True
-
-    def _train_ahead(self, objective: Objective) -> bool:
-        """Claim one *sure* run tried ahead and train it here (nothing of the search's is queued). Not a
-        guess: while the coordinator trains it makes no decision, so a guess would hold the stage up."""
-        sure = self._sure & self._wanted
-        if self.mine_ahead is None or not sure:
-            return False
-        from loratune.search.workers import queued_config
-
-        trial = self.mine_ahead.claim(only=sure)
-        if trial is None:
-            return False
-        self.mine_ahead.run(queued_config(trial), objective, trial=trial)
+        view.run(queued_config(trial), objective, trial=trial)
         return True
 
     _last_beat: float = -math.inf

@@ -17,7 +17,7 @@ from typing import Any
 
 from loratune.search.events import Log, RunFinished, StageStarted, VariantScored, ignore
 from loratune.search.knee import Choice, VariantScore, choose, score_variants
-from loratune.search.lr import LRPlan, expected_runs, tune_lr
+from loratune.search.lr import LRPlan, expected_runs, opening_lrs, tune_lr
 from loratune.search.metric import metric_score
 from loratune.search.space import RunConfig, Variant
 from loratune.search.study import Objective, SearchStudy
@@ -137,9 +137,8 @@ class StagedSearch:
         for v in variants:
             if v in self._scores:
                 continue
-            center = self.plan.center(v)
-            for lr in [center] + ([center * self.plan.factor] if self.plan.max_runs >= 2 else []):
-                submit(RunConfig(v, self.plan.snap(lr), stage=stage))
+            for lr in opening_lrs(self.plan, self.plan.center(v)):
+                submit(RunConfig(v, lr, stage=stage))
 
     def _speculate(self, variant: Variant, stage: str, *, sure: bool = False) -> None:
         """With workers that can try runs ahead (``speculate``): ``variant``'s sure LR runs, kept apart from
@@ -148,9 +147,8 @@ class StagedSearch:
         speculate = getattr(self.study, "speculate", None)
         if speculate is None or variant in self._scores:
             return
-        center = self.plan.center(variant)
-        for lr in [center] + ([center * self.plan.factor] if self.plan.max_runs >= 2 else []):
-            speculate(RunConfig(variant, self.plan.snap(lr), stage=stage), sure=sure)
+        for lr in opening_lrs(self.plan, self.plan.center(variant)):
+            speculate(RunConfig(variant, lr, stage=stage), sure=sure)
 
     def _settle(self) -> None:
         """With workers: runs tried ahead and not yet started are not wanted any more (the rank is decided)."""

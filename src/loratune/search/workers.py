@@ -156,20 +156,23 @@ class RungStudies:
     coordinator in the search's study (``RUNGS_ATTR``: name, steps, fingerprint), each opened once and
     trained with the worker's objective at that rung's length."""
 
-    def __init__(self, storage: str, main: SearchStudy, objective: Objective) -> None:
-        self.storage, self.main, self.objective = storage, main, objective
+    def __init__(self, main: SearchStudy, objective: Objective) -> None:
+        self.main, self.objective = main, objective
         self.open: dict[str, tuple[WorkerStudy, Objective]] = {}
 
-    def claim(self) -> tuple[optuna.trial.Trial, RunConfig, WorkerStudy, Objective] | None:
-        """A queued rung run, claimed (the newest rung first: the one the ladder waits on), or None."""
+    def claim(
+        self, announced: list[dict[str, Any]]
+    ) -> tuple[optuna.trial.Trial, RunConfig, WorkerStudy, Objective] | None:
+        """A queued run of the ``announced`` rungs (``RUNGS_ATTR``), claimed (the newest rung first: the one
+        the ladder waits on), or None."""
         at_steps = getattr(self.objective, "at_steps", None)
         if at_steps is None:  # an objective that trains at one length only serves no rung
             return None
-        for rung in reversed(_sys_attrs(self.main).get(RUNGS_ATTR) or []):
+        for rung in reversed(announced):
             name = str(rung["name"])
-            if name not in self.open:
-                study = WorkerStudy(self.storage, fingerprint=str(rung["fingerprint"]), name=name, create=False,
-                                    recover=False)  # fmt: skip
+            if name not in self.open:  # on the search's own storage: no second connection
+                study = WorkerStudy(self.main._storage, fingerprint=str(rung["fingerprint"]), name=name,
+                                    create=False, recover=False)  # fmt: skip
                 self.open[name] = (study, at_steps(int(rung["steps"])))
             study, objective = self.open[name]
             trial = study.claim()
@@ -263,7 +266,7 @@ def _run_worker(storage: str, study_name: str, *, index: int, threads: int | Non
     from loratune.search.baseline import plan_for
 
     plan = plan_for(inputs.baseline, config.lr or inputs.recommended_lr, config.lr_runs)
-    rungs = RungStudies(storage, study, objective)
+    rungs = RungStudies(study, objective)
     last_beat = last_check = -math.inf
     while True:
         if time.monotonic() - last_beat >= heartbeat_s():  # "alive" (the journal keeps every write)
@@ -275,12 +278,13 @@ def _run_worker(storage: str, study_name: str, *, index: int, threads: int | Non
             for side in [ahead, *rungs.studies()]:
                 if side is not None:
                     recover_pool(side)
-        if _sys_attrs(study).get(DONE_ATTR):
+        attrs = _sys_attrs(study)
+        if attrs.get(DONE_ATTR):
             break
         trial, run, which = _next_run(study, opt, plan, asked, ahead)
         train = objective
         if trial is None:
-            rung = rungs.claim()
+            rung = rungs.claim(attrs.get(RUNGS_ATTR) or [])
             if rung is not None:
                 trial, run, which, train = rung
         if trial is None or run is None:
@@ -302,7 +306,7 @@ def _run_worker(storage: str, study_name: str, *, index: int, threads: int | Non
         say(f"worker {index}: trial {rec.number} {run.variant.label()} lr {run.learning_rate:g} {rec.state.lower()}")
     with contextlib.suppress(Exception):
         _sys_set(study, me, 0.0)
-    for held in (study, ahead, probe, *rungs.studies()):  # a server's connections closed, not dropped (main)
+    for held in (study, ahead, probe):  # a server's connections closed, not dropped (see main)
         engine = getattr(getattr(held, "_storage", None), "engine", None)
         if engine is not None:
             with contextlib.suppress(Exception):
