@@ -13,7 +13,7 @@ from loratune.errors import ConfigError
 from loratune.search import SearchConfig, SearchInputs, SearchResult, SearchStudy, Variant, default_storage, run_search
 from loratune.search import events as ev
 from loratune.search.saved import read_search_json
-from loratune.search.timebudget import Throughput, planned_runs, run_seconds, size
+from loratune.search.timebudget import Throughput, fit_to_budget, planned_runs, pool_speedup, run_seconds, size
 from loratune.trial.types import TrialResult
 
 from .synthetic import SyntheticObjective
@@ -240,6 +240,50 @@ def test_time_budget_gives_the_ladder_half_and_lowers_its_top_rung_to_fit() -> N
     # one that cannot hold even a rung: no ladder (the top rung is the search's own length)
     starved = size(demo, Throughput(30.0, 3.0, 10.0), 200.0, variants=6, n_reference=0, n_train=1350).config
     assert starved.max_final_steps == starved.steps
+
+
+def test_time_budget_with_workers_counts_each_added_worker_as_0_4_of_one() -> None:
+    demo = SearchConfig(model="m", steps=30, val_examples=64, lr_runs=2, max_r=32)
+    slow = Throughput(4.0, 0.4, 4.0)
+    budget = 12 * run_seconds(Throughput(1.0, 0.1, 1.0), demo, 0)  # the demo on a 4x faster machine
+    assert (pool_speedup(1), pool_speedup(2), pool_speedup(4)) == (1.0, 1.4, pytest.approx(2.2))
+    alone = size(demo, slow, budget, variants=6, n_reference=0)
+    two = size(demo, slow, budget, variants=6, n_reference=0, workers=2)
+    serial = size(demo, slow, budget * 1.4, variants=6, n_reference=0)
+    assert two.config == serial.config  # 1.4x the serial seconds ...
+    assert two.estimated_seconds == pytest.approx(serial.estimated_seconds / 1.4)  # ... in wall time
+    assert two.estimated_seconds <= budget
+    # a bigger search in the same wall time: alone it gives up the LR sweep, with two workers it keeps it
+    assert (alone.config.lr_runs, alone.planned_runs) == (1, 6) and (two.config.lr_runs, two.planned_runs) == (2, 12)
+    # the ladder's half grows the same way
+    ladder = replace(demo, finalists=3, lr_runs=5)
+    one_l = size(ladder, slow, budget, variants=6, n_reference=0, n_train=1350)
+    two_l = size(ladder, slow, budget, variants=6, n_reference=0, n_train=1350, workers=2)
+    assert two_l.config.max_final_steps > one_l.config.max_final_steps and two_l.estimated_seconds <= budget
+
+
+class ThreadedProbeRunner:
+    """A probe runner that records the threads it was timed with."""
+
+    def __init__(self) -> None:
+        self.threads: int | None = None
+        self.timed_with: list[int | None] = []
+
+    def run(self, spec, settings, train, val, reference, **kw):  # type: ignore[no-untyped-def]
+        self.timed_with.append(self.threads)
+        timed = {"train_seconds": 2.0, "eval_seconds": 0.5}
+        return TrialResult(steps=settings.max_steps, wall_seconds=3.0, extra=timed)
+
+
+def test_time_budget_with_workers_probes_at_one_workers_threads(anatomy) -> None:  # type: ignore[no-untyped-def]
+    inputs = _inputs(anatomy)
+    inputs.runner = ThreadedProbeRunner()
+    config = replace(CONFIG, steps=30, val_examples=8, time_budget=5.0, threads=6)
+    _, record = fit_to_budget(config, inputs, lambda e: None, 0.0, workers=3)
+    assert inputs.runner.timed_with == [6] and inputs.runner.threads is None  # --threads is each worker's
+    assert record["workers"] == 3
+    _, record = fit_to_budget(replace(config, threads=None), inputs, lambda e: None, 0.0, workers=1)
+    assert inputs.runner.timed_with == [6, None] and record["workers"] == 1  # one worker: untouched
 
 
 def test_legacy_records_keep_their_estimate_and_warnings() -> None:

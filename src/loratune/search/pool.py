@@ -411,6 +411,21 @@ def worker_threads(n: int, threads: int | None) -> int:
     return threads or max(1, (os.cpu_count() or 1) // max(1, n))
 
 
+@contextlib.contextmanager
+def threads_of_a_worker(runner: Any, workers: int, threads: int | None) -> Iterator[None]:
+    """While ``workers`` > 1, this process's runner trains (or is timed) with one worker's share of the CPU
+    threads (``worker_threads``, what each worker process gets); as before afterwards."""
+    if workers <= 1 or runner is None or not hasattr(runner, "threads"):
+        yield
+        return
+    before = runner.threads
+    runner.threads = worker_threads(workers, threads)
+    try:
+        yield
+    finally:
+        runner.threads = before
+
+
 @dataclass
 class WorkerPool:
     """The local worker processes a coordinator started (more may join from other machines)."""

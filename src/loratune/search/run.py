@@ -230,7 +230,7 @@ def run_search(
         if config.time_budget is not None:
             from loratune.search.timebudget import fit_to_budget
 
-            config, sized = fit_to_budget(config, inputs, log, time.perf_counter() - started)
+            config, sized = fit_to_budget(config, inputs, log, time.perf_counter() - started, workers)
         base_lr = config.lr or inputs.recommended_lr
         settings = config.train_settings(base_lr, inputs.compute_dtype)
         val, ref = list(inputs.val)[: config.val_examples], list(inputs.reference)
@@ -278,10 +278,10 @@ def run_search(
                                  log)  # fmt: skip
 
         if workers > 1:
-            from loratune.search.pool import pooled_run
+            from loratune.search.pool import pooled_run, threads_of_a_worker
 
             staged = lambda: _run_strategy(config, study, objective, inputs.baseline, base_lr, log)  # noqa: E731
-            with _threads_of_a_worker(inputs.runner, workers, config.threads):  # it trains as worker 0
+            with threads_of_a_worker(inputs.runner, workers, config.threads):  # it trains as worker 0
                 outcome = pooled_run(config, study, out, workers, staged, inputs.baseline, log,
                                      factory=worker_factory, objective=objective, base_lr=base_lr,
                                      then=ladder)  # fmt: skip
@@ -503,23 +503,6 @@ def _train_final(
         progress=progress,
     )  # fmt: skip
     return result
-
-
-@contextlib.contextmanager
-def _threads_of_a_worker(runner: Any, workers: int, threads: int | None) -> Iterator[None]:
-    """The coordinator's runner trains with one worker's share of the CPU threads while it is one of
-    ``workers`` (``pool.worker_threads``, what each worker process gets), and as before afterwards."""
-    from loratune.search.pool import worker_threads
-
-    if runner is None or not hasattr(runner, "threads"):
-        yield
-        return
-    before = runner.threads
-    runner.threads = worker_threads(workers, threads)
-    try:
-        yield
-    finally:
-        runner.threads = before
 
 
 @contextlib.contextmanager

@@ -13,6 +13,12 @@ fit; when not even the first rung fits, the ladder is dropped. Knobs of the sear
 order until its estimate fits: steps (down to 10), validation examples (to 32, then 16, steps again down
 to 10 at each), the LR sweep (to 1 run per variant), steps (to 4), validation examples (to 8), steps
 (to 1). Nothing is ever raised above what was asked. Without the option nothing is probed or changed.
+
+With ``--workers N`` the probe runs at one worker's share of the threads, and the budget holds
+``1 + (N − 1) · POOL_GAIN`` times the serial seconds: each added local worker is counted as 0.4 of one,
+the lowest gain ``bench/scale_out.py`` measured (two 1-thread workers on 2 cores, optuna: 1.41×; staged
+1.57×, its ladder 1.68×), so a pooled search errs short of its budget rather than past it. Workers that
+join from other machines are not known when the search is sized.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ if TYPE_CHECKING:
 PROBE_STEPS = 3
 NEAR_ALLOWANCE = 2
 PROBE_VAL = 8
+POOL_GAIN = 0.4  # what one more local worker adds, in serial runs (the lowest measured, see the module doc)
 
 
 @dataclass(frozen=True)
@@ -94,6 +101,11 @@ def ladder_seconds(tp: Throughput, config: SearchConfig, top: int, n_reference: 
     return total
 
 
+def pool_speedup(workers: int) -> float:
+    """Serial seconds a wall-clock second holds with ``workers`` local trainers (``POOL_GAIN`` each past one)."""
+    return 1.0 + (max(1, workers) - 1) * POOL_GAIN
+
+
 def size(
     config: SearchConfig,
     tp: Throughput,
@@ -103,9 +115,28 @@ def size(
     n_reference: int,
     n_val: int | None = None,
     n_train: int | None = None,
+    workers: int = 1,
 ) -> Sizing:
-    """The largest config (by the order in the module doc) whose estimate fits in ``seconds``; with the
-    ladder on (and ``n_train`` known), the search fits half and the ladder's top rung the rest."""
+    """The largest config (by the order in the module doc) whose estimate fits in ``seconds`` of wall time
+    (``workers`` local trainers: ``pool_speedup`` serial seconds per second); with the ladder on (and
+    ``n_train`` known), the search fits half and the ladder's top rung the rest. ``estimated_seconds`` is
+    wall time."""
+    speedup = pool_speedup(workers)
+    serial = _size_serial(config, tp, seconds * speedup, variants=variants, n_reference=n_reference, n_val=n_val,
+                          n_train=n_train)  # fmt: skip
+    return replace(serial, estimated_seconds=serial.estimated_seconds / speedup)
+
+
+def _size_serial(
+    config: SearchConfig,
+    tp: Throughput,
+    seconds: float,
+    *,
+    variants: int,
+    n_reference: int,
+    n_val: int | None,
+    n_train: int | None,
+) -> Sizing:
     ladder = config.finalists > 0 and n_train is not None
     search = _size_search(config, tp, seconds / 2 if ladder else seconds, variants=variants,
                           n_reference=n_reference, n_val=n_val)  # fmt: skip
@@ -146,11 +177,13 @@ def _size_search(
 
 
 def fit_to_budget(
-    config: SearchConfig, inputs: SearchInputs, log: Log, spent: float
+    config: SearchConfig, inputs: SearchInputs, log: Log, spent: float, workers: int = 1
 ) -> tuple[SearchConfig, dict[str, Any]]:
     """Probe this machine, then size ``config`` to end ``config.time_budget`` minutes after the search
-    started (``spent`` seconds ago). Returns the sized config (its time_budget cleared, so a resume runs
-    it as is) and the record of what was chosen (kept in search.json)."""
+    started (``spent`` seconds ago) with ``workers`` local trainers (the probe at one worker's threads).
+    Returns the sized config (its time_budget cleared, so a resume runs it as is) and the record of what
+    was chosen (kept in search.json)."""
+    from loratune.search.pool import threads_of_a_worker
     from loratune.search.run import staged_options
 
     assert config.time_budget is not None
@@ -159,7 +192,8 @@ def fit_to_budget(
     settings = config.train_settings(config.lr or inputs.recommended_lr, inputs.compute_dtype)
     spec = inputs.baseline.adapter_spec(inputs.anatomy.num_layers)
     t0 = time.perf_counter()
-    tp = probe(inputs.runner, spec, settings, inputs.train, list(inputs.val))
+    with threads_of_a_worker(inputs.runner, workers, config.threads):
+        tp = probe(inputs.runner, spec, settings, inputs.train, list(inputs.val))
     spent += time.perf_counter() - t0
     variants = planned_variants(inputs.baseline, staged_options(config))
     sizing = size(
@@ -170,6 +204,7 @@ def fit_to_budget(
         n_reference=len(inputs.reference),
         n_val=len(inputs.val),
         n_train=len(inputs.train),
+        workers=workers,
     )
     c = sizing.config
     log(
@@ -196,5 +231,6 @@ def fit_to_budget(
         "seconds_per_step": round(tp.seconds_per_step, 4),
         "seconds_per_eval_example": round(tp.seconds_per_eval_example, 4),
         "planned_runs": sizing.planned_runs,
+        "workers": workers,
     }
     return replace(c, time_budget=None), record
