@@ -8,14 +8,17 @@ sentence → its module's name, 10 labels). Per task:
 
 1. **ground truth**: a full-length grid — every variant of the staged search's space (r ∈ {4, 8, 16, 32}
    × alpha ∈ {r, 2r, 4r} × {attention, all-linear}) trained for one epoch at 3 LRs (the full-length LR
-   rule's value scaled to the variant's alpha/r, ×½, ×1, ×2), and on by ×2 steps while the best is at an
-   edge (up to 6 runs). A variant's full-length perplexity is its best over those.
+   rule's value at the source's alpha 32, taken as the LR for alpha/r = 2 and scaled to the variant's
+   alpha/r, ×½, ×1, ×2), and on by ×2 steps while the best is at an edge (up to 6 runs). A variant's
+   full-length perplexity is its best over those. The grid's LRs never follow the advice under test: a
+   change to the rule leaves the truth (and its persisted runs) as they are.
 2. **short grid**: the same 24 variants at the search's run length (LR over 3+ values around the search's
    own center, the same walk): the Spearman correlation between short-run and full-length perplexity over the variants.
 3. **strategies**: ``loratune search`` (``run_search``, the real path) staged and optuna with the ladder
    on (``--finalists 3``); the same study gives the no-ladder pick (the knee over its short runs) and its
    tokens. Regret = the pick's full-length perplexity (its LR re-tuned there, as the grid's) / the grid's
-   best − 1; tokens as a fraction of the full grid's (every grid run counted as trained).
+   best − 1; tokens as a fraction of the full grid's (every run the grid's protocol asks for counted as
+   trained, whether or not an earlier sitting or a strategy's study had it already).
    ``regret_as_picked``: the pick as the search hands it over (variant and LR) trained for one epoch —
    what a user gets who does not re-tune the LR.
 4. **advice**: the recommendation (adapter + the LR rule for one epoch) trained for one epoch;
@@ -38,6 +41,7 @@ import json
 import math
 import os
 import platform
+import statistics
 import sys
 import time
 import warnings
@@ -60,6 +64,7 @@ RANKS = (4, 8, 16, 32)
 ALPHA_RATIOS = (1.0, 2.0, 4.0)
 MODULES = ("attention", "all-linear")
 GRID_LR_RUNS = 6  # the grid's LR sweep: 3 values, more while the best is at an edge
+GRID_SCALING = 2.0  # the alpha/r the grids' centre LR is taken for (scaled to each variant's alpha/r)
 TARGETS = {"strategies.*_ladder.regret_full": "<= 0.01", "strategies.*_ladder.tokens_fraction": "<= 0.15",
            "advice_regret": "<= 0.03"}  # fmt: skip
 
@@ -154,19 +159,23 @@ def run_task(task: Task, args: argparse.Namespace, work: Path) -> dict[str, Any]
         outcomes[strategy] = run_search(
             config, work / strategy, inputs=inputs, log=describe(f"[{task.name}/{strategy}]")
         )
-    plan = LRPlan(base_lr=inputs.recommended_lr, base_scaling=inputs.baseline.scaling, max_runs=base.lr_runs)
+    # the grids' LR ladder, fixed apart from the advice (see the docstring)
+    plan = LRPlan(base_lr=_grid_lr(inputs, args.steps), base_scaling=GRID_SCALING, max_runs=base.lr_runs)
 
     # 2. the full-length grid, borrowing the strategies' top-rung runs
-    full_lr = _rule_lr(inputs, epoch)
+    full_lr = _grid_lr(inputs, epoch)
     rung_name = f"loratune.rung{epoch}"
     lenders = [SearchStudy(default_storage(work / s), fingerprint=fp_at(epoch), name=rung_name) for s in outcomes]
     grid = SearchStudy(default_storage(work / "grid"), fingerprint=fp_at(epoch), cache_from=tuple(lenders))
     grid_obj = objective_at(epoch, "grid")
+    # the grid's cost is the runs this protocol asks for (a study resumed from an older, longer LR walk
+    # holds more; those neither count nor decide a variant's score)
+    grid_runs: dict[str, int] = {}
     for v in grid_variants():
-        _tune(grid, grid_obj, v, plan, plan.snap(full_lr * 2.0 / v.scaling), "grid")
-    grid_scores = {s.variant: s for s in score_variants(grid.finished())}
+        _tune(grid, grid_obj, v, plan, plan.snap(full_lr * GRID_SCALING / v.scaling), "grid", grid_runs)
+    grid_scores = {s.variant: s for s in score_variants(r for r in grid.finished() if r.key in grid_runs)}
     grid_best = min(s.ppl for s in grid_scores.values())
-    grid_tokens = grid.tokens(borrowed=True)
+    grid_tokens = sum(grid_runs.values())
     best_variant = min(grid_scores.values(), key=lambda s: s.ppl).variant
     log(f"[{task.name}] grid: best ppl {grid_best:.4f} ({best_variant.label()})")
 
@@ -175,16 +184,17 @@ def run_task(task: Task, args: argparse.Namespace, work: Path) -> dict[str, Any]
         if v in grid_scores:
             return grid_scores[v].ppl
         extra = SearchStudy(default_storage(work / "extra"), fingerprint=fp_at(epoch), cache_from=(grid, *lenders))
-        _tune(extra, objective_at(epoch, "extra"), v, plan, plan.snap(full_lr * 2.0 / v.scaling), "extra")
+        _tune(extra, objective_at(epoch, "extra"), v, plan, plan.snap(full_lr * GRID_SCALING / v.scaling), "extra")
         return min(s.ppl for s in score_variants(extra.finished()) if s.variant == v)
 
     # 3. the short grid, borrowing the strategies' short runs: rank agreement over the variants
     lenders_short = [SearchStudy(default_storage(work / s), fingerprint=fp_at(args.steps)) for s in outcomes]
     short = SearchStudy(default_storage(work / "short"), fingerprint=fp_at(args.steps), cache_from=tuple(lenders_short))
     short_obj = objective_at(args.steps, "short")
+    short_runs: dict[str, int] = {}
     for v in grid_variants():
-        _tune(short, short_obj, v, plan, plan.center(v), "short")
-    short_scores = {s.variant: s for s in score_variants(short.finished())}
+        _tune(short, short_obj, v, plan, plan.center(v), "short", short_runs)
+    short_scores = {s.variant: s for s in score_variants(r for r in short.finished() if r.key in short_runs)}
     both = [v for v in grid_variants() if v in short_scores and math.isfinite(short_scores[v].ppl)]
     rho = spearman([short_scores[v].ppl for v in both], [grid_scores[v].ppl for v in both])
 
@@ -239,10 +249,13 @@ def run_task(task: Task, args: argparse.Namespace, work: Path) -> dict[str, Any]
             "best": best_variant.label(),
             "tokens": grid_tokens,
             "variants": len(grid_scores),
-            "runs": sum(1 for r in grid.finished() if r.cached_study != "self"),
-            "full_lr_rule": full_lr,
+            "runs": len(grid_runs),
+            "centre_lr": full_lr,  # the grid LR sweep's centre at alpha/r = GRID_SCALING
             "variants_best_at_an_lr_edge": edges,
             "ppl": {v.label(): round(s.ppl, 5) for v, s in grid_scores.items()},
+            "best_lr": {v.label(): s.learning_rate for v, s in grid_scores.items()},
+            # the LR rule's premise (advise/lr_rule.py): the best LR times alpha stays put across variants
+            "best_lr_times_alpha_median": statistics.median(s.learning_rate * v.alpha for v, s in grid_scores.items()),
         },
         "short_grid": {"ppl": {v.label(): round(s.ppl, 5) for v, s in short_scores.items()}},
         "settings": {
@@ -259,21 +272,29 @@ def run_task(task: Task, args: argparse.Namespace, work: Path) -> dict[str, Any]
     }
 
 
-def _tune(study: SearchStudy, objective: Any, v: Variant, plan: LRPlan, center: float, stage: str) -> None:
+def _tune(
+    study: SearchStudy, objective: Any, v: Variant, plan: LRPlan, center: float, stage: str,
+    made: dict[str, int] | None = None,
+) -> None:  # fmt: skip
     """The variant's LR over 3 values (center/2, center, 2·center when the center is best), walking on by
     x2 steps while the best sits at an edge (``tune_lr``, up to ``GRID_LR_RUNS`` runs): a ground truth
-    whose LR is not bracketed would not be one."""
+    whose LR is not bracketed would not be one. ``made``: run key → training tokens of every run asked."""
     from loratune.search.lr import tune_lr
 
-    tune_lr(lambda lr: study.run(RunConfig(v, lr, stage=stage), objective).val_loss,
-            replace(plan, max_runs=GRID_LR_RUNS), center)  # fmt: skip
+    def run(lr: float) -> float:
+        rec = study.run(RunConfig(v, lr, stage=stage), objective)
+        if made is not None:
+            made[rec.key] = rec.tokens
+        return rec.val_loss
+
+    tune_lr(run, replace(plan, max_runs=GRID_LR_RUNS), center)
 
 
-def _rule_lr(inputs: Any, steps: int) -> float:
-    """The zero-trial LR rule's value for a run of ``steps`` steps on this model (alpha = 2r)."""
-    from loratune.search.baseline import recommended_baseline
+def _grid_lr(inputs: Any, steps: int) -> float:
+    """The grids' LR for alpha/r = ``GRID_SCALING`` at ``steps`` steps: the rule at the source's alpha 32."""
+    from loratune.advise.lr_rule import lora_learning_rate
 
-    return float(recommended_baseline(inputs.anatomy, len(inputs.train), None, total_steps=steps)[1])
+    return lora_learning_rate(inputs.anatomy.facts.hidden_size, steps).value
 
 
 def _probe(inputs: Any, variant: Variant, settings: Any, work: Path) -> dict[str, Any]:

@@ -68,8 +68,9 @@ def test_capacity_rank_two_bits_per_param():
 def test_learning_rates():
     assert [R.lr_seed(s).value for s in (4.0, 2.0, 1.0, 3.0)] == [1e-4, 2e-4, 5e-4, 1e-4]
     # tests/advise/test_lr_rule.py pins the literature's width- and step-dependent rule
-    assert R.lr_literature(4096, 189).value == 2.9e-4  # 10 · 5e-5 · (2000/4096)^0.781
-    assert R.lr_literature(4096, 20).value == 4.3e-4  # ≈ 15× full-FT LR for short runs
+    assert R.lr_literature(4096, 189, 32.0).value == 2.9e-4  # 10 · 5e-5 · (2000/4096)^0.781
+    assert R.lr_literature(4096, 20, 32.0).value == 4.3e-4  # ≈ 15× full-FT LR for short runs
+    assert R.lr_literature(4096, 189, 16.0).value == 5.7e-4  # × 32/16: lr·α stays put
 
 
 def test_dropout_both_sides():

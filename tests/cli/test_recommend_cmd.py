@@ -150,16 +150,18 @@ def test_recommend_reads_at_80_and_120_columns_in_a_pipe(columns):
 
 
 def test_smollm2_gets_the_width_and_steps_rule_with_its_reason():
-    # hidden 576, 1,000 examples → 189 steps: 10 · 5e-5 · (2000/576)^0.781 = 1.32e-3 (tests/advise/test_lr_rule.py)
+    # hidden 576, 1,000 examples → 189 steps, alpha 16: 10 · 5e-5 · (2000/576)^0.781 · 32/16 = 2.64e-3
+    # (tests/advise/test_lr_rule.py)
     p = _pipe("recommend", "smollm2-135m", "--dataset-size", "1000", columns=200)
     assert p.returncode == 0, p.stderr
     row = next(line for line in p.stdout.splitlines() if line.startswith("learning_rate "))
-    assert row.split()[1] == "0.0013" and "Tinker LR fit" in row
+    assert row.split()[1] == "0.0026" and "Tinker LR fit" in row
     flat = " ".join(p.stdout.split())
     assert "5e-5·(2000/h)^0.781 = 1.3e-04 at hidden size h = 576" in flat and "× 10 for 189 steps" in flat
+    assert "× 32/α = 2 for α = 16 → 2.6e-03" in flat
     assert "The seed says 0.0002" in flat  # the seed's alpha/LR pair, shown as the other side
     d = json.loads(_pipe("recommend", "smollm2-135m", "--dataset-size", "1000", "--json").stdout)
-    assert d["training"]["learning_rate"] == 1.3e-3
+    assert d["training"]["learning_rate"] == 2.6e-3
 
 
 def test_make_demo_line_reads_at_80_columns():

@@ -267,10 +267,11 @@ class Advisor:
             )
         return eff, micro, epochs, steps_per_epoch, total
 
-    def lr(self, scaling: float, total: int | None) -> float:
+    def lr(self, r: int, alpha: float, total: int | None) -> float:
         # The caller's run length wins (a search run of 30 steps), else this recommendation's schedule.
         steps = self.i.total_steps if self.i.total_steps is not None else total
-        lit = R.lr_literature(self.a.facts.hidden_size, steps)
+        scaling = alpha / r
+        lit = R.lr_literature(self.a.facts.hidden_size, steps, alpha)
         if self.task.name == "classification":
             from loratune.advise.classification import head_row, literature_cls_lr
 
@@ -279,8 +280,8 @@ class Advisor:
         ex = self.follow(
             R.lr_seed(scaling),
             lit,
-            "loratune follows the literature: LR is the "
-            "knob to tune; the seed's pairs tie it to alpha, which is fixed here.",
+            "loratune follows the literature: the seed's pairs (lr·alpha ≈ 3e-3 at r=8) are one "
+            "setup's values; the literature's follow the model and the run's length.",
         )
         self.ex.append(ex)
         return float(ex.value)

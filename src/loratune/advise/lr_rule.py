@@ -1,8 +1,8 @@
 """The literature's LoRA learning rate: full fine-tuning's LR for the model's width, times LoRA's ratio to it.
 
-    lr_LoRA(h, steps) = ratio(steps) · lr_FullFT(h)
-    lr_FullFT(h)      = 5e-5 · (2000 / h) ** 0.781                       (h = hidden size)
-    ratio(steps)      = 10 from 100 steps on, 15 up to 30 steps, log-linear in steps between
+    lr_LoRA(h, steps, α) = ratio(steps) · lr_FullFT(h) · 32 / α
+    lr_FullFT(h)         = 5e-5 · (2000 / h) ** 0.781                    (h = hidden size)
+    ratio(steps)         = 10 from 100 steps on, 15 up to 30 steps, log-linear in steps between
 
 Sources.
 - The ratio: the best LoRA LR is ≈ 10× the best full fine-tuning LR, whatever the rank, and ≈ 15× for short
@@ -15,9 +15,17 @@ Sources.
   as µP's LR ∝ 1/width for hidden matrices (Yang et al., Tensor Programs V, arXiv:2203.03466). Qwen 3 was
   fitted with a flat 0.0775; loratune uses the Llama exponent for every family — it is the one that says
   how the LR moves with width, and SmolLM2 and most catalog models are Llama-shaped.
+- The alpha: those ratios were measured at lora_alpha = 32 with the alpha/r factor (the post's runs fix
+  α = 32; tinker-cookbook's ratio is ``get_lora_lr_over_full_finetune_lr(model_name, lora_alpha=32)``).
+  At a fixed alpha the 1/r factor makes the best LR rank-independent, and alpha multiplies every update (B
+  starts at zero, so Adam moves ΔW = (α/r)·BA by ≈ α/r·lr), so lr·α is what stays put: an adapter with
+  α = 16 wants twice the α-32 LR. The seed's own pairs (α 32/16/8 ↔ 1e-4/2e-4/5e-4 at r = 8, 000 §2.3) and
+  the ladder's hand-over (``search/ladder.py``) follow the same product.
 - Where the ratio moves from 15 to 10 (30 → 100 steps) is loratune's reading of "short": on SmolLM2-135M
   (hidden 576) with 1,000 QA examples, the best LRs were 2e-3–4e-3 at ~30 steps and 1e-3 was within 1 % of the
-  best at ~100 steps, 2e-4 17 % worse (issue #13) — this formula gives 2.0e-3 and 1.3e-3 there.
+  best at ~100 steps, 2e-4 17 % worse (issue #13) — this formula gives 2.0e-3 and 1.3e-3 there at α = 32.
+  On bench/fidelity.py's full-length grid (32 steps, 24 variants, two tasks) the best LR times alpha was
+  0.064 for most all-linear variants; the formula gives 1.9e-3 · 32 = 0.062.
 
 Below hidden 2048 (SmolLM2, GPT-2) the fit is extrapolated; the rule says so. The value is rounded to two
 significant figures: no LR rule is known better than that.
@@ -39,6 +47,7 @@ FIT_WIDTHS = (2048, 8192)  # the widths the fit was made on (Llama 3.2 1B … Ll
 LORA_RATIO = 10.0  # LoRA Without Regret: best LoRA LR / best FullFT LR
 SHORT_RATIO = 15.0  # … for short runs
 SHORT_STEPS, LONG_STEPS = 30, 100  # ratio 15 up to SHORT_STEPS, 10 from LONG_STEPS, log-linear between
+SOURCE_ALPHA = 32.0  # the lora_alpha the ratios were measured at (LoRA Without Regret; tinker-cookbook)
 
 
 @dataclass(frozen=True)
@@ -50,6 +59,7 @@ class LRAdvice:
     ratio: float  # LoRA LR / FullFT LR for this run length
     hidden_size: int
     total_steps: int | None
+    alpha: float  # the adapter's lora_alpha: lr · alpha is what carries over from the source's alpha 32
     rule: str  # the formula with this model's numbers in it
 
     def explanation(self) -> Explanation:
@@ -63,6 +73,7 @@ class LRAdvice:
                 "total_steps": self.total_steps,
                 "full_ft_lr": round(self.full_ft_lr, 8),
                 "lora_ratio": round(self.ratio, 3),
+                "lora_alpha": self.alpha,
             },
         )
 
@@ -85,19 +96,28 @@ def lora_ratio(total_steps: int | None) -> float:
     return LORA_RATIO * (SHORT_RATIO / LORA_RATIO) ** t
 
 
+def lr_at_alpha(lr: float, alpha_from: float, alpha_to: float) -> float:
+    """The LR that gives an adapter of ``alpha_to`` the update size ``lr`` gave one of ``alpha_from``: alpha
+    multiplies every update and the 1/r factor makes the best LR rank-independent, so lr·α stays put
+    [LoRA Without Regret]. One rule for the advice (from the source's alpha 32) and the ladder's hand-over."""
+    return lr * alpha_from / alpha_to
+
+
 def round_lr(lr: float) -> float:
     """Two significant figures: 1.3218e-3 → 1.3e-3."""
     return float(f"{lr:.2g}")
 
 
-def lora_learning_rate(hidden_size: int, total_steps: int | None) -> LRAdvice:
+def lora_learning_rate(hidden_size: int, total_steps: int | None, alpha: float = SOURCE_ALPHA) -> LRAdvice:
     """The literature's LoRA learning rate for a model of this width trained for ``total_steps`` optimizer
-    steps (None: unknown, the long-run ratio 10)."""
+    steps (None: unknown, the long-run ratio 10) with an adapter of this ``lora_alpha``."""
     if total_steps is not None and total_steps < 1:
         raise ConfigError(f"total steps must be at least 1, got {total_steps}", "leave it unset to use the schedule")
+    if not alpha > 0:
+        raise ConfigError(f"lora_alpha must be positive, got {alpha}", "use e.g. 2 × r")
     full = full_ft_learning_rate(hidden_size)
     ratio = lora_ratio(total_steps)
-    value = round_lr(ratio * full)
+    value = round_lr(lr_at_alpha(ratio * full, SOURCE_ALPHA, alpha))
     lo, hi = FIT_WIDTHS
     fit = "" if lo <= hidden_size <= hi else f" (extrapolated: fitted on widths {lo}–{hi})"
     if total_steps is None:
@@ -108,9 +128,11 @@ def lora_learning_rate(hidden_size: int, total_steps: int | None) -> LRAdvice:
         steps = f"for {total_steps} steps (≤ {SHORT_STEPS}: a short run)"
     else:
         steps = f"for {total_steps} steps (log-linear from 15× at {SHORT_STEPS} to 10× at {LONG_STEPS})"
+    at_alpha = "" if alpha == SOURCE_ALPHA else f"; × 32/α = {SOURCE_ALPHA / alpha:.3g} for α = {alpha:g}"
     rule = (
-        f"LoRA ≈ 10× full fine-tuning's LR (≈ 15× in short runs); full FT LR = 5e-5·(2000/h)^0.781 = {full:.1e} "
-        f"at hidden size h = {hidden_size}{fit}; × {ratio:.3g} {steps} → {value:.1e}. Barely moves with r "
-        "under 1/r scaling; tune it per method (DoRA etc.)."
+        f"LoRA ≈ 10× full fine-tuning's LR (≈ 15× in short runs) at α = 32; full FT LR = 5e-5·(2000/h)^0.781 = "
+        f"{full:.1e} at hidden size h = {hidden_size}{fit}; × {ratio:.3g} {steps}{at_alpha} → {value:.1e}. "
+        "lr·α stays put (α scales every update); barely moves with r under 1/r scaling; tune it per method "
+        "(DoRA etc.)."
     )
-    return LRAdvice(value, full, ratio, hidden_size, total_steps, rule)
+    return LRAdvice(value, full, ratio, hidden_size, total_steps, float(alpha), rule)

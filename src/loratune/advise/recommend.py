@@ -95,7 +95,7 @@ def recommend(anatomy: Anatomy, inputs: AdviceInputs) -> Recommendation:
     method = adv.method()
     layers = adv.layers()
     eff, micro, epochs, steps_per_epoch, total = adv.schedule()
-    lr = adv.lr(alpha_ratio, total)
+    lr_at = len(adv.ex)  # the LR row's place in the table; its value waits for the VRAM fit's final alpha
     sched: AdaLoraSchedule | None = None
     if method == "adalora":
         sched, sched_ex = adalora_schedule(r, total, inputs.rules)
@@ -142,6 +142,11 @@ def recommend(anatomy: Anatomy, inputs: AdviceInputs) -> Recommendation:
             sched, sched_ex = adalora_schedule(knobs.r, total, inputs.rules)
             adv.ex = [e for e in adv.ex if e.param not in {x.param for x in sched_ex}] + sched_ex
 
+    n = len(adv.ex)
+    lr = adv.lr(knobs.r, alpha_ratio * knobs.r, total)  # lr·α stays put (advise/lr_rule.py)
+    rows = adv.ex[n:]
+    del adv.ex[n:]
+    adv.ex[lr_at:lr_at] = rows
     _lever_rows(adv, knobs, inputs.vram_bytes is not None)
     spec = spec_for(knobs)
     settings = settings_for(knobs)

@@ -219,9 +219,10 @@ def lr_seed(scaling: float) -> Explanation:
     )
 
 
-def lr_literature(hidden_size: int, total_steps: int | None) -> Explanation:
-    """LoRA ≈ 10× full fine-tuning's LR for the model's width (≈ 15× for short runs): ``lr_rule.py``."""
-    return lora_learning_rate(hidden_size, total_steps).explanation()
+def lr_literature(hidden_size: int, total_steps: int | None, alpha: float) -> Explanation:
+    """LoRA ≈ 10× full fine-tuning's LR for the model's width (≈ 15× for short runs) at α = 32, × 32/α:
+    ``lr_rule.py``."""
+    return lora_learning_rate(hidden_size, total_steps, alpha).explanation()
 
 
 # ---------------------------------------------------------------- dropout

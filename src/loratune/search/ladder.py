@@ -36,6 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from loratune.advise.lr_rule import lr_at_alpha
 from loratune.search.events import Log, RunFinished, StageStarted, VariantScored, ignore
 from loratune.search.knee import Choice, VariantScore, choose, score_variants
 from loratune.search.lr import LRPlan, lr_edge, opening_lrs, tune_lr
@@ -76,10 +77,8 @@ class Challenger:
     def first_lr(self, plan: LRPlan) -> float:
         if self.own is not None:
             return self.own.learning_rate
-        # At a fixed alpha the best LR does not depend on the rank (the 1/r factor sees to it), and alpha
-        # multiplies the update, so lr·alpha stays put [LoRA Without Regret]: the source's best LR,
-        # scaled down only when alpha had to grow.
-        return plan.snap(self.source.learning_rate * self.source.variant.alpha / self.variant.alpha)
+        # lr·alpha stays put (advise/lr_rule.py): the source's best LR, scaled down only when alpha had to grow
+        return plan.snap(lr_at_alpha(self.source.learning_rate, self.source.variant.alpha, self.variant.alpha))
 
 
 def capacity_challenger(
