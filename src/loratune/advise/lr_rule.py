@@ -24,8 +24,8 @@ Sources.
 - Where the ratio moves from 15 to 10 (30 → 100 steps) is loratune's reading of "short": on SmolLM2-135M
   (hidden 576) with 1,000 QA examples, the best LRs were 2e-3–4e-3 at ~30 steps and 1e-3 was within 1 % of the
   best at ~100 steps, 2e-4 17 % worse (issue #13) — this formula gives 2.0e-3 and 1.3e-3 there at α = 32.
-  On bench/fidelity.py's full-length grid (32 steps, 24 variants, two tasks) the best LR times alpha was
-  0.064 for most all-linear variants; the formula gives 1.9e-3 · 32 = 0.062.
+  On bench/fidelity.py's full-length grids (32 steps, 24 variants, two tasks) the median best LR times
+  alpha is 0.064 on both; the formula's is 1.9e-3 · 32 = 0.061.
 
 Below hidden 2048 (SmolLM2, GPT-2) the fit is extrapolated; the rule says so. The value is rounded to two
 significant figures: no LR rule is known better than that.
