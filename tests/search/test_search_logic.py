@@ -92,6 +92,44 @@ def test_staged_follows_the_seed_order_and_picks_the_knee(tmp_path) -> None:
     assert len(obj.ran) <= 24
 
 
+class FifoPooledStudy(SearchStudy):
+    """A study that hands runs out like the workers' (``submit``, ``first_finished``) and finishes them in
+    the order they were handed out, one at a time; ``finished_order`` is that order."""
+
+    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        self.handed_out: list[RunConfig] = []
+        self.finished_order: list[RunConfig] = []
+
+    def submit(self, config: RunConfig) -> None:
+        if config not in self.handed_out:
+            self.handed_out.append(config)
+
+    def first_finished(self, configs: list[RunConfig], objective) -> RunConfig:  # type: ignore[no-untyped-def]
+        first = min(configs, key=self.handed_out.index)
+        self.finished_order.append(first)
+        return first
+
+
+def test_a_stages_sweeps_walk_side_by_side_with_workers_and_decide_as_alone(tmp_path) -> None:
+    alone = StagedSearch(SearchStudy(default_storage(tmp_path / "a"), fingerprint="fp"), SyntheticObjective(),
+                         LRPlan(), StagedOptions(max_r=32)).run(Variant(8, 16.0))  # fmt: skip
+    pooled = FifoPooledStudy(default_storage(tmp_path / "b"), fingerprint="fp")
+    together = StagedSearch(pooled, SyntheticObjective(), LRPlan(), StagedOptions(max_r=32)).run(Variant(8, 16.0))
+    # the same stages, variants, winners, scores and LRs: each sweep saw only its own runs
+    assert [(s.name, s.tried, s.winner) for s in together.stages] == [(s.name, s.tried, s.winner) for s in alone.stages]
+    assert together.choice.chosen.variant == alone.choice.chosen.variant
+    assert together.choice.chosen.learning_rate == alone.choice.chosen.learning_rate
+    assert sorted(r.key for r in pooled.finished()) == sorted(
+        r.key for r in SearchStudy(default_storage(tmp_path / "a"), fingerprint="fp").finished()
+    )
+    # ... but not one after another: in the alpha stage a variant's later runs were handed out while another
+    # variant's sweep was still walking (alone, each variant's runs come as one block)
+    alpha = [c.variant for c in pooled.finished_order if c.stage == "alpha"]
+    blocks = [v for i, v in enumerate(alpha) if i == 0 or alpha[i - 1] != v]
+    assert len(set(alpha)) == 2 and len(blocks) > 2, alpha
+
+
 def test_knee_prefers_cheaper_within_tolerance_and_respects_forgetting(tmp_path) -> None:
     obj = SyntheticObjective()
     study = SearchStudy(default_storage(tmp_path), fingerprint="fp")

@@ -13,7 +13,7 @@ identical runs share a cache key across strategies.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 
 from loratune.errors import ConfigError
@@ -105,20 +105,30 @@ def tune_lr(
     So with ``ceiling`` (that shorter run's bracketed best) the walk never goes above it: a center equal
     to the ceiling that beats the LR below it is tuned after two runs.
 
-    ``evaluate(lr)`` returns the validation loss (inf for a diverged or failed run).
+    ``evaluate(lr)`` returns the validation loss (inf for a diverged or failed run). The walk itself is
+    :func:`lr_walk`, which several sweeps can step side by side.
     """
+    walk = lr_walk(plan, center, down_first=down_first, ceiling=ceiling)
+    try:
+        lr = next(walk)
+        while True:
+            lr = walk.send(evaluate(lr))
+    except StopIteration as done:
+        return done.value
+
+
+def lr_walk(
+    plan: LRPlan, center: float, *, down_first: bool = False, ceiling: float | None = None
+) -> Generator[float, float, LRSweep]:
+    """:func:`tune_lr`'s walk as a generator: it yields the next LR to run, is sent that run's validation
+    loss, and returns the :class:`LRSweep` — so a stage can step several variants' sweeps at once, each
+    deciding from its own runs exactly as it would alone."""
     tried: dict[float, float] = {}
-
-    def at(lr: float) -> float:
-        lr = plan.snap(lr)
-        if lr not in tried:
-            loss = evaluate(lr)
-            tried[lr] = loss if math.isfinite(loss) else math.inf
-        return tried[lr]
-
     f = plan.factor
     for lr in opening_lrs(plan, center, down_first=down_first):
-        at(lr)
+        if lr not in tried:
+            loss = yield lr
+            tried[lr] = loss if math.isfinite(loss) else math.inf
     if plan.max_runs >= 2:
         first = f if not down_first else 1 / f
         neighbour = tried[plan.snap(center * first)]
@@ -131,7 +141,9 @@ def tune_lr(
             if nxt in tried:  # clipped at a bound
                 break
             before = min(tried.values())
-            if at(nxt) >= before:
+            loss = yield nxt
+            tried[nxt] = loss if math.isfinite(loss) else math.inf
+            if tried[nxt] >= before:
                 break
             probe = nxt
     best_lr = min(tried, key=lambda k: (tried[k], k))

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from loratune.errors import ConfigError, TrialError
 from loratune.search.config import SearchConfig
@@ -204,12 +204,54 @@ class PooledStudy(SearchStudy):
         self.study.add_trial(frozen)
         return _last_with(self, key, attrs)
 
+    def first_finished(self, configs: list[RunConfig], objective: Objective | None = None) -> RunConfig:
+        """The first of ``configs`` (all handed out) whose run has finished, here or tried ahead — training
+        queued runs meanwhile, like :meth:`wait_for`, which waits on the earliest of them with the same
+        care for runs whose worker died."""
+        keys = [(c, c.key(self.fingerprint)) for c in configs]
+
+        def ready() -> RunConfig | None:
+            for c, key in keys:
+                found = self.lookup(key)
+                if found is not None and found[0].result is not None:
+                    return c
+                if self.ahead is not None and key in self._wanted:
+                    ahead = self.ahead.lookup(key)
+                    if ahead is not None and ahead[0].result is not None:
+                        return c
+            return None
+
+        first, key = keys[0]
+        where = self.ahead if self._ahead_has(key) else None
+        self.wait_for(key, first, where, objective, until=lambda: ready() is not None)
+        done = ready()
+        assert done is not None  # wait_for returns once the first has finished, or any has
+        return done
+
+    @overload
     def wait_for(
-        self, key: str, config: RunConfig, where: SearchStudy | None = None, objective: Objective | None = None
-    ) -> TrialRecord:
+        self, key: str, config: RunConfig, where: SearchStudy | None = ..., objective: Objective | None = ...,
+        until: None = ...,
+    ) -> TrialRecord: ...  # fmt: skip
+
+    @overload
+    def wait_for(
+        self, key: str, config: RunConfig, where: SearchStudy | None, objective: Objective | None,
+        until: Callable[[], bool],
+    ) -> TrialRecord | None: ...  # fmt: skip
+
+    def wait_for(
+        self,
+        key: str,
+        config: RunConfig,
+        where: SearchStudy | None = None,
+        objective: Objective | None = None,
+        until: Callable[[], bool] | None = None,
+    ) -> TrialRecord | None:
         """The finished trial that ran ``key`` (in this study, or ``where``), once a worker has told it; a
         config whose trials all ended without a result (its worker was stopped) goes out again. With
-        ``objective`` and ``mine``, the coordinator trains queued runs of this study itself meanwhile."""
+        ``objective`` and ``mine``, the coordinator trains queued runs of this study itself meanwhile.
+        ``until``: also stop (returning None) as soon as it says so."""
         from optuna.trial import TrialState
 
         from loratune.search.storage import MAX_RETRY
@@ -222,6 +264,8 @@ class PooledStudy(SearchStudy):
             done = [t for t in mine if t.state.is_finished() and "result" in t.user_attrs]
             if done:
                 return _record(done[0])
+            if until is not None and until():
+                return None
             if objective is not None and (
                 self._train(self.mine, objective)
                 or self._train(self.mine_ahead, objective, only=self._sure & self._wanted)

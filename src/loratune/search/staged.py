@@ -17,7 +17,7 @@ from typing import Any
 
 from loratune.search.events import Log, RunFinished, StageStarted, VariantScored, ignore
 from loratune.search.knee import Choice, VariantScore, choose, score_variants
-from loratune.search.lr import LRPlan, expected_runs, opening_lrs, tune_lr
+from loratune.search.lr import LRPlan, LRSweep, expected_runs, lr_walk, opening_lrs, tune_lr
 from loratune.search.metric import metric_score
 from loratune.search.space import RunConfig, Variant
 from loratune.search.study import Objective, SearchStudy
@@ -106,15 +106,17 @@ class StagedSearch:
         if variant in self._scores:
             return self._scores[variant]
         self._submit([variant], stage)
+        sweep = tune_lr(lambda lr: self._loss_at(variant, lr, stage), self.plan, self.plan.center(variant))
+        return self._score(variant, sweep, stage)
 
-        def loss_at(lr: float) -> float:
-            started = time.perf_counter()
-            rec = self.study.run(RunConfig(variant, lr, stage=stage), self.objective)
-            self._requested += 1
-            self.log(RunFinished(rec, time.perf_counter() - started, self.runs_left()))
-            return rec.val_loss if self.opt.metric == "loss" else metric_score(rec.result, self.opt.metric)
+    def _loss_at(self, variant: Variant, lr: float, stage: str) -> float:
+        started = time.perf_counter()
+        rec = self.study.run(RunConfig(variant, lr, stage=stage), self.objective)
+        self._requested += 1
+        self.log(RunFinished(rec, time.perf_counter() - started, self.runs_left()))
+        return rec.val_loss if self.opt.metric == "loss" else metric_score(rec.result, self.opt.metric)
 
-        sweep = tune_lr(loss_at, self.plan, self.plan.center(variant))
+    def _score(self, variant: Variant, sweep: LRSweep, stage: str) -> VariantScore:
         runs = [r for r in self.study.finished() if r.variant == variant]
         scored = score_variants(runs, self.opt.metric)
         if scored:
@@ -122,10 +124,38 @@ class StagedSearch:
             self.log(VariantScored(variant, scored[0].ppl, sweep.best_lr, stage))
             return scored[0]
         self.log(VariantScored(variant, None, None, stage))
-        # tune_lr ran at least once, so runs is not empty
+        # the sweep ran at least once, so runs is not empty
         failed = VariantScore(variant, runs[0], runs, self.opt.metric)
         self._scores[variant] = failed
         return failed
+
+    def _evaluate_side_by_side(self, variants: list[Variant], stage: str) -> None:
+        """With workers (a study that can wait for the first of several runs): step these variants' LR
+        sweeps together, each run handed out as soon as its sweep asks for it, so one sweep's third run
+        does not wait for another's to end (measured: the alpha stage's walks left a worker idle 43 s of a
+        238 s search, bench/scale_out.py). Each sweep decides from its own runs only, so every score is
+        the one a variant gets when evaluated alone; they are recorded in ``variants``' order."""
+        first_finished = getattr(self.study, "first_finished", None)
+        submit = getattr(self.study, "submit", None)
+        todo = [v for v in dict.fromkeys(variants) if v not in self._scores]
+        if first_finished is None or submit is None or len(todo) < 2:
+            return
+        walks = {v: lr_walk(self.plan, self.plan.center(v)) for v in todo}
+        asked = {v: next(w) for v, w in walks.items()}
+        swept: dict[Variant, LRSweep] = {}
+        while asked:
+            configs = [RunConfig(v, lr, stage=stage) for v, lr in asked.items()]
+            for c in configs:
+                submit(c)
+            done = first_finished(configs, self.objective)
+            v = done.variant
+            try:
+                asked[v] = walks[v].send(self._loss_at(v, done.learning_rate, stage))
+            except StopIteration as end:
+                swept[v] = end.value
+                del asked[v]
+        for v in todo:
+            self._score(v, swept[v], stage)
 
     def _submit(self, variants: list[Variant], stage: str) -> None:
         """With workers (a study that can ``submit``): hand out at once the runs these variants' LR sweeps
@@ -158,6 +188,7 @@ class StagedSearch:
 
     def _pick(self, variants: list[Variant], stage: str, tolerance: float) -> Variant:
         self._submit(variants, stage)
+        self._evaluate_side_by_side(variants, stage)
         scores = [self.evaluate(v, stage) for v in variants]
         finite = [s for s in scores if s.best.result is not None and s.score < float("inf")]
         if not finite:
