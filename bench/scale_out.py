@@ -12,9 +12,11 @@ the whole ``best_config.json`` but its timings) is identical, and runs trained t
 Sized for ≤ 15 minutes on an idle 2-core machine: fewer steps (12, the demo trains 30; fewer still when a
 short probe of this machine says 12 would not fit) and validation examples (32, the demo uses 64) than
 ``make demo``, and without the fidelity ladder (``finalists=0``) in these two, so that they measure the
-strategies' own parallelism; both share those per-run settings, recorded in the JSON. ``--ladder`` adds a
-third pair, ``staged_ladder``: the staged search with its ladder (``--finalists 3``, one rung at 3× the
-steps), whose rung runs go out to the workers like a stage's (about 10 minutes more). The speedup
+strategies' own parallelism; both share those per-run settings, recorded in the JSON. The LR is the
+demo's: the rule's for the run length, every variant's sweep walking until its best LR is bracketed (up to
+5 runs). ``--ladder`` adds a third pair, ``staged_ladder``: the staged search with its ladder
+(``--finalists 3``, one rung at 3× the steps), whose rung runs go out to the workers like a stage's
+(about 10 minutes more). The speedup
 counts everything a user waits for: the workers' start (each loads the model) included. Targets: staged
 ≥ 1.6×, optuna ≥ 1.8×, the same staged pick, no duplicate runs.
 
@@ -58,8 +60,9 @@ def configs(tiny: Path | None, data: str) -> dict[str, SearchConfig]:
         return {"staged": base, "optuna": replace(base, strategy="optuna", trials=4)}
     # The demo's search (make demo), with 12 steps and 32 validation examples so all four runs fit 15 min,
     # without the fidelity ladder (``--ladder`` measures it: ``with_ladder``).
+    # Its LR as the demo's: the rule's for the run length, each variant's sweep walking until bracketed.
     base = SearchConfig(model="smollm2-135m", data="demo", steps=12, batch_size=4, max_length=128, val_examples=32,
-                        lr=1e-3, lr_runs=2, max_r=32, export="peft,axolotl", threads=1, finalists=0)  # fmt: skip
+                        max_r=32, export="peft,axolotl", threads=1, finalists=0)  # fmt: skip
     return {"staged": base, "optuna": replace(base, strategy="optuna", trials=16)}
 
 

@@ -39,7 +39,7 @@ from typing import Any
 from loratune.advise.lr_rule import lr_at_alpha
 from loratune.search.events import Log, RunFinished, StageStarted, VariantScored, ignore
 from loratune.search.knee import Choice, VariantScore, choose, score_variants
-from loratune.search.lr import LRPlan, lr_edge, opening_lrs, tune_lr
+from loratune.search.lr import LRPlan, LRSweep, drive, lr_edge, lr_walk, opening_lrs, side_by_side, sweep_side_by_side
 from loratune.search.metric import metric_score
 from loratune.search.space import RunConfig, Variant
 from loratune.search.study import Objective, SearchStudy
@@ -226,8 +226,9 @@ def climb(
         rung = Rung(steps, study.study.study_name)
         log(StageStarted(f"ladder: {len(alive)} variant(s) at {steps} steps"))
         _submit(study, [(v, best_lr[v]) for v in alive], plan, steps)
+        swept = _sweep_rung(alive, best_lr, ceiling, steps, study, objective, plan, options, log)
         for v in alive:
-            scored, edge = _tune_at(v, best_lr[v], ceiling[v], steps, study, objective, plan, options, log)
+            scored, edge = _scored(v, swept[v], steps, study, options, log)
             rung.scores.append(scored)
             rung.edges[v] = edge
             if math.isfinite(scored.score):
@@ -278,8 +279,8 @@ def _bracketed(s: VariantScore, plan: LRPlan) -> float | None:
 
 def _submit(study: SearchStudy, centers: list[tuple[Variant, float]], plan: LRPlan, steps: int) -> None:
     """With workers (a study that can ``submit``): every climber's sure runs at once — its center and the
-    step below, as ``tune_lr(down_first=True)`` starts — so the rung's runs train side by side; the sweeps
-    then read them in their usual order, and the rung's results are one worker's."""
+    step below, as ``tune_lr(down_first=True)`` starts — so the rung's runs train side by side; each sweep
+    then decides from its own runs only, and the rung's results are one worker's."""
     submit = getattr(study, "submit", None)
     if submit is None:
         return
@@ -288,26 +289,41 @@ def _submit(study: SearchStudy, centers: list[tuple[Variant, float]], plan: LRPl
             submit(RunConfig(v, lr, stage=f"ladder-{steps}"))
 
 
-def _tune_at(
-    variant: Variant,
-    center: float,
-    ceiling: float | None,
+def _sweep_rung(
+    alive: list[Variant],
+    center: dict[Variant, float],
+    ceiling: dict[Variant, float | None],
     steps: int,
     study: SearchStudy,
     objective: Objective,
     plan: LRPlan,
     options: LadderOptions,
     log: Log,
-) -> tuple[VariantScore, str | None]:
+) -> dict[Variant, LRSweep]:
+    """Every climber's LR sweep at this rung, from its best LR one level down and never above its ceiling
+    (``tune_lr(down_first=True)``); with workers they walk side by side (``lr.sweep_side_by_side``)."""
     stage = f"ladder-{steps}"
 
-    def loss_at(lr: float) -> float:
+    def loss_at(variant: Variant, lr: float) -> float:
         started = time.perf_counter()
         rec = study.run(RunConfig(variant, lr, stage=stage), objective)
         log(RunFinished(rec, time.perf_counter() - started, None))
         return rec.val_loss if options.metric == "loss" else metric_score(rec.result, options.metric)
 
-    sweep = tune_lr(loss_at, plan, plan.snap(center), down_first=True, ceiling=ceiling)
+    walks = {v: lr_walk(plan, plan.snap(center[v]), down_first=True, ceiling=ceiling[v]) for v in alive}
+    if side_by_side(study, alive):
+        return sweep_side_by_side(walks, lambda v, lr: RunConfig(v, lr, stage=stage), study, objective, loss_at)
+
+    def alone(v: Variant) -> LRSweep:
+        return drive(walks[v], lambda lr: loss_at(v, lr))
+
+    return {v: alone(v) for v in alive}
+
+
+def _scored(
+    variant: Variant, sweep: LRSweep, steps: int, study: SearchStudy, options: LadderOptions, log: Log
+) -> tuple[VariantScore, str | None]:
+    stage = f"ladder-{steps}"
     runs = [r for r in study.finished() if r.variant == variant]
     scored = score_variants(runs, options.metric)
     if scored:

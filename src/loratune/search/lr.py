@@ -15,9 +15,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
+from typing import Any
 
 from loratune.errors import ConfigError
-from loratune.search.space import Variant
+from loratune.search.space import RunConfig, Variant
 
 
 @dataclass(frozen=True)
@@ -108,13 +109,50 @@ def tune_lr(
     ``evaluate(lr)`` returns the validation loss (inf for a diverged or failed run). The walk itself is
     :func:`lr_walk`, which several sweeps can step side by side.
     """
-    walk = lr_walk(plan, center, down_first=down_first, ceiling=ceiling)
+    return drive(lr_walk(plan, center, down_first=down_first, ceiling=ceiling), evaluate)
+
+
+def drive(walk: Generator[float, float, LRSweep], evaluate: Callable[[float], float]) -> LRSweep:
+    """Run one :func:`lr_walk` to its end, one run at a time."""
     try:
         lr = next(walk)
         while True:
             lr = walk.send(evaluate(lr))
     except StopIteration as done:
         return done.value
+
+
+def sweep_side_by_side(
+    walks: dict[Variant, Generator[float, float, LRSweep]],
+    config_at: Callable[[Variant, float], RunConfig],
+    study: Any,
+    objective: Any,
+    loss_at: Callable[[Variant, float], float],
+) -> dict[Variant, LRSweep]:
+    """Step several variants' :func:`lr_walk` s together on a study that hands runs out to workers
+    (``submit``, ``first_finished``): each asked run goes out at once, and whichever finishes first moves
+    its own sweep on. A sweep decides from its own runs only, so each ends where it would alone.
+    ``loss_at(variant, lr)`` reads a finished run (through the study: cached, logged)."""
+    asked = {v: next(w) for v, w in walks.items()}
+    swept: dict[Variant, LRSweep] = {}
+    while asked:
+        configs = [config_at(v, lr) for v, lr in asked.items()]
+        for c in configs:
+            study.submit(c)
+        done = study.first_finished(configs, objective)
+        v = done.variant
+        try:
+            asked[v] = walks[v].send(loss_at(v, done.learning_rate))
+        except StopIteration as end:
+            swept[v] = end.value
+            del asked[v]
+    return swept
+
+
+def side_by_side(study: Any, variants: list[Variant]) -> bool:
+    """Whether these sweeps can walk together: a study with workers (``submit``, ``first_finished``) and
+    more than one of them."""
+    return len(variants) > 1 and hasattr(study, "submit") and hasattr(study, "first_finished")
 
 
 def lr_walk(

@@ -17,7 +17,16 @@ from typing import Any
 
 from loratune.search.events import Log, RunFinished, StageStarted, VariantScored, ignore
 from loratune.search.knee import Choice, VariantScore, choose, score_variants
-from loratune.search.lr import LRPlan, LRSweep, expected_runs, lr_walk, opening_lrs, tune_lr
+from loratune.search.lr import (
+    LRPlan,
+    LRSweep,
+    expected_runs,
+    lr_walk,
+    opening_lrs,
+    side_by_side,
+    sweep_side_by_side,
+    tune_lr,
+)
 from loratune.search.metric import metric_score
 from loratune.search.space import RunConfig, Variant
 from loratune.search.study import Objective, SearchStudy
@@ -130,30 +139,16 @@ class StagedSearch:
         return failed
 
     def _evaluate_side_by_side(self, variants: list[Variant], stage: str) -> None:
-        """With workers (a study that can wait for the first of several runs): step these variants' LR
-        sweeps together, each run handed out as soon as its sweep asks for it, so one sweep's third run
-        does not wait for another's to end (measured: the alpha stage's walks left a worker idle 43 s of a
-        238 s search, bench/scale_out.py). Each sweep decides from its own runs only, so every score is
-        the one a variant gets when evaluated alone; they are recorded in ``variants``' order."""
-        first_finished = getattr(self.study, "first_finished", None)
-        submit = getattr(self.study, "submit", None)
+        """With workers: step these variants' LR sweeps together (``lr.sweep_side_by_side``), so one sweep's
+        third run does not wait for another's to end (measured: the alpha stage's walks left a worker idle
+        43 s of a 238 s search, bench/scale_out.py). Every score is the one a variant gets alone; they are
+        recorded in ``variants``' order."""
         todo = [v for v in dict.fromkeys(variants) if v not in self._scores]
-        if first_finished is None or submit is None or len(todo) < 2:
+        if not side_by_side(self.study, todo):
             return
         walks = {v: lr_walk(self.plan, self.plan.center(v)) for v in todo}
-        asked = {v: next(w) for v, w in walks.items()}
-        swept: dict[Variant, LRSweep] = {}
-        while asked:
-            configs = [RunConfig(v, lr, stage=stage) for v, lr in asked.items()]
-            for c in configs:
-                submit(c)
-            done = first_finished(configs, self.objective)
-            v = done.variant
-            try:
-                asked[v] = walks[v].send(self._loss_at(v, done.learning_rate, stage))
-            except StopIteration as end:
-                swept[v] = end.value
-                del asked[v]
+        swept = sweep_side_by_side(walks, lambda v, lr: RunConfig(v, lr, stage=stage), self.study, self.objective,
+                                   lambda v, lr: self._loss_at(v, lr, stage))  # fmt: skip
         for v in todo:
             self._score(v, swept[v], stage)
 
