@@ -181,7 +181,9 @@ def _score_dict(s: VariantScore, cost: str) -> dict[str, Any]:
         "cost": s.cost(cost),
         "trainable_params": s.best.result.trainable_params if s.best.result else None,
         "forgetting": s.forgetting,
-        "trial": s.best.number,
+        # the run's key in the study, not its trial number: with workers, numbers follow the order runs were
+        # handed out, and best_config.json must be the one a single worker writes
+        "run": s.best.key,
     }
 
 
