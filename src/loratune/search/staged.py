@@ -140,9 +140,9 @@ class StagedSearch:
 
     def _evaluate_side_by_side(self, variants: list[Variant], stage: str) -> None:
         """With workers: step these variants' LR sweeps together (``lr.sweep_side_by_side``), so one sweep's
-        third run does not wait for another's to end (measured: the alpha stage's walks left a worker idle
-        43 s of a 238 s search, bench/scale_out.py). Every score is the one a variant gets alone; they are
-        recorded in ``variants``' order."""
+        third run does not wait for another's to end (one after another, each walk beyond its first two runs
+        trained alone while a worker idled). Every score is the one a variant gets alone; they are recorded
+        in ``variants``' order."""
         todo = [v for v in dict.fromkeys(variants) if v not in self._scores]
         if not side_by_side(self.study, todo):
             return
@@ -154,8 +154,8 @@ class StagedSearch:
 
     def _submit(self, variants: list[Variant], stage: str) -> None:
         """With workers (a study that can ``submit``): hand out at once the runs these variants' LR sweeps
-        surely make (the center and the step above, as ``tune_lr`` starts); the sweeps then read them in
-        their usual order, so the decisions and the pick are those of one worker."""
+        surely make (the center and the step above, as ``tune_lr`` starts); each sweep decides from its own
+        runs only, so the decisions and the pick are those of one worker."""
         submit = getattr(self.study, "submit", None)
         if submit is None:
             return
