@@ -15,10 +15,11 @@ to 10 at each), the LR sweep (to 1 run per variant), steps (to 4), validation ex
 (to 1). Nothing is ever raised above what was asked. Without the option nothing is probed or changed.
 
 With ``--workers N`` the probe runs at one worker's share of the threads, and the budget holds
-``1 + (N − 1) · POOL_GAIN`` times the serial seconds: each added local worker is counted as 0.4 of one,
-the lowest gain ``bench/scale_out.py`` measured (two 1-thread workers on 2 cores, optuna: 1.41×; staged
-1.57×, its ladder 1.68×), so a pooled search errs short of its budget rather than past it. Workers that
-join from other machines are not known when the search is sized.
+``1 + (N − 1) · POOL_GAIN`` times the serial seconds: each added local worker is counted as 0.4 of one.
+``bench/scale_out.py`` (two 1-thread workers on 2 cores, bench/results/scale_out.json) measured staged
+1.38×, optuna 1.75×, staged with its ladder 1.86×, so a staged search without the ladder may end a few
+percent past its budget on such a machine, the others short of it. Workers that join from other machines
+are not known when the search is sized.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
 PROBE_STEPS = 3
 NEAR_ALLOWANCE = 2
 PROBE_VAL = 8
-POOL_GAIN = 0.4  # what one more local worker adds, in serial runs (the lowest measured, see the module doc)
+POOL_GAIN = 0.4  # what one more local worker adds, in serial runs (measured: see the module doc)
 
 
 @dataclass(frozen=True)
